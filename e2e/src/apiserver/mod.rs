@@ -1,0 +1,299 @@
+//! An in-process stand-in for the Kubernetes API server, faithful to exchanges recorded from a
+//! Kubernetes 1.36 API server (see `shared/k8s-recordings`): discovery, CRUD, lists, watches,
+//! server-side apply with field ownership, CRDs installed the real way, garbage collection and
+//! stand-in controllers that report workloads ready.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use e2e::apiserver::{ApiServer, ServerOptions};
+//! let server = ApiServer::start(ServerOptions::default()).await?;
+//! println!("serving at {}", server.url());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod builtin;
+mod cel;
+mod controllers;
+mod discovery;
+mod engine;
+mod fieldset;
+mod http;
+mod patch;
+mod resources;
+mod schema;
+mod selector;
+mod shape;
+mod ssa;
+mod status;
+
+use engine::{Note, State};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Run the stand-in cluster controllers: workload status, garbage collection, namespace
+    /// lifecycle. CRDs become Established either way (the API server itself does that).
+    pub controllers: bool,
+    /// How long before a Deployment/StatefulSet reports available.
+    pub workload_ready_delay: Duration,
+    /// Garbage-collection delay (about 0.3 s was recorded).
+    pub gc_delay: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            controllers: true,
+            workload_ready_delay: Duration::from_millis(200),
+            gc_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Runtime-switchable fault injection. Faults never hit the stand-in controllers or the
+/// in-process accessors, nor discovery.
+#[derive(Debug, Default)]
+pub struct Faults {
+    error_rate: AtomicU64,
+    apply_conflict_rate: AtomicU64,
+    /// 0: off; n + 1: end watch streams after n events.
+    watch_drop_after: AtomicU64,
+}
+
+impl Faults {
+    /// Share of non-watch requests answered 500 (half) or 429 with `Retry-After: 1` (half).
+    pub fn set_error_rate(&self, ratio: f64) {
+        self.error_rate
+            .store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Share of apply PATCHes answered 409 Conflict.
+    pub fn set_apply_conflict_rate(&self, ratio: f64) {
+        self.apply_conflict_rate
+            .store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// End each watch stream after this many events (the client must re-watch).
+    pub fn set_watch_drop_after(&self, events: Option<u32>) {
+        self.watch_drop_after
+            .store(events.map(|n| n as u64 + 1).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn clear(&self) {
+        self.set_error_rate(0.0);
+        self.set_apply_conflict_rate(0.0);
+        self.set_watch_drop_after(None);
+    }
+
+    pub(crate) fn error_rate(&self) -> f64 {
+        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn apply_conflict_rate(&self) -> f64 {
+        f64::from_bits(self.apply_conflict_rate.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn watch_drop_after(&self) -> Option<u64> {
+        match self.watch_drop_after.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n - 1),
+        }
+    }
+}
+
+/// A snapshot of the request counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Every HTTP request, discovery included.
+    pub requests: u64,
+    /// Client requests that changed stored state.
+    pub writes: u64,
+    /// Stored-state changes made by the stand-in controllers (status, garbage collection, ...).
+    pub controller_writes: u64,
+    /// Requests per verb: get, list, watch, create, patch, update, delete, deletecollection.
+    pub by_verb: BTreeMap<String, u64>,
+    /// Requests per resource (`apps/deployments`, `configmaps`).
+    pub by_resource: BTreeMap<String, u64>,
+    /// Answers per HTTP status code.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Watch events sent (bookmarks included).
+    pub watch_events: u64,
+    /// Requests answered with an injected fault.
+    pub faults_injected: u64,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub opts: ServerOptions,
+    pub faults: Faults,
+    pub stats: Mutex<Stats>,
+    pub notes_tx: mpsc::UnboundedSender<Note>,
+    pub workloads_ready: AtomicBool,
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    pub addr: SocketAddr,
+}
+
+impl Shared {
+    /// Runs `f` with the state locked; hands the changes it made to the controllers.
+    /// Returns whether stored state changed.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> (R, u64) {
+        let (r, notes, writes) = {
+            let mut st = self.state.lock().expect("state lock");
+            let before = st.writes;
+            let r = f(&mut st);
+            (r, std::mem::take(&mut st.notes), st.writes - before)
+        };
+        for n in notes {
+            let _ = self.notes_tx.send(n);
+        }
+        (r, writes)
+    }
+
+    /// Like [`Shared::with_state`], counting the changes as controller writes.
+    pub fn with_state_ctrl<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let (r, writes) = self.with_state(f);
+        if writes > 0 {
+            self.stats.lock().expect("stats").controller_writes += writes;
+        }
+        r
+    }
+}
+
+/// A running server. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl ApiServer {
+    /// Serves on 127.0.0.1 at a random port.
+    pub async fn start(opts: ServerOptions) -> std::io::Result<ApiServer> {
+        Self::start_on(opts, 0).await
+    }
+
+    /// Serves on 127.0.0.1 at the given port (0: random).
+    pub async fn start_on(opts: ServerOptions, port: u16) -> std::io::Result<ApiServer> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+            opts,
+            faults: Faults::default(),
+            stats: Mutex::new(Stats::default()),
+            notes_tx,
+            workloads_ready: AtomicBool::new(true),
+            shutdown,
+            addr,
+        });
+        let tasks = vec![
+            tokio::spawn(controllers::run(shared.clone(), notes_rx)),
+            tokio::spawn(http::serve(shared.clone(), listener)),
+        ];
+        Ok(ApiServer {
+            shared,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.lock().expect("stats").clone()
+    }
+
+    pub fn reset_stats(&self) {
+        *self.shared.stats.lock().expect("stats") = Stats::default();
+    }
+
+    /// Whether the stand-in controllers report workloads available.
+    pub fn set_workloads_ready(&self, ready: bool) {
+        self.shared.workloads_ready.store(ready, Ordering::SeqCst);
+        let _ = self.shared.notes_tx.send(Note::WorkloadsReadyChanged);
+    }
+
+    /// Forgets the watch history: every resourceVersion up to now counts as compacted, so
+    /// watches and exact lists from older resourceVersions get 410 Expired.
+    pub fn compact(&self) {
+        self.shared.with_state(|st| st.compact());
+    }
+
+    /// The current resourceVersion of the whole server.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.state.lock().expect("state").rv
+    }
+
+    /// Stops serving; open watches end.
+    pub async fn shutdown(self) {
+        let _ = self.shared.shutdown.send(true);
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock().expect("tasks"));
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// The stored object as a GET through `group/version/plural` would return it.
+    pub fn get_object(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let st = self.shared.state.lock().expect("state");
+        let def = st.def(group, version, plural)?;
+        let o = st.get_stored(&def, namespace.unwrap_or(""), name)?;
+        Some(engine::to_view(&def, &o))
+    }
+
+    /// Stored objects of a resource (one namespace or all), in namespace/name order.
+    pub fn list_objects(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+    ) -> Vec<Value> {
+        let st = self.shared.state.lock().expect("state");
+        let Some(def) = st.def(group, version, plural) else {
+            return Vec::new();
+        };
+        let Some(b) = st.bucket(&def.store_key) else {
+            return Vec::new();
+        };
+        b.objects
+            .iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, o)| engine::to_view(&def, o))
+            .collect()
+    }
+
+    /// Writes a kubeconfig that points at this server (no credentials) and returns its path.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let cfg = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
+            self.url()
+        );
+        std::fs::write(path, cfg)
+    }
+}

@@ -1,0 +1,3 @@
+//! End-to-end support for Keelson.
+
+pub mod apiserver;
