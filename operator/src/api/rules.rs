@@ -1,0 +1,81 @@
+//! The CEL rules of the CRD, each with its message.
+//!
+//! The API server enforces them at admission; `validate` checks the same conditions in Rust, with
+//! the same messages, so that `keelson render` (offline) and the controller reject exactly what
+//! the API server would. Lists the rules iterate over carry `maxItems`, which keeps every rule
+//! well inside the API server's CEL cost budget.
+
+/// A CEL rule and the message the API server answers when it fails.
+pub type CelRule = (&'static str, &'static str);
+
+/// On the spec: every route names a declared service.
+pub const ROUTE_SERVICE_EXISTS: CelRule = (
+    "!has(self.gateway) || self.gateway.routes.all(r, self.services.exists(s, s.name == r.service))",
+    "every spec.gateway.routes[].service must name a service in spec.services: add the service or fix the route",
+);
+
+/// On the spec: a route's port is one the routed service declares.
+pub const ROUTE_PORT_DECLARED: CelRule = (
+    "!has(self.gateway) || self.gateway.routes.all(r, !has(r.port) || self.services.exists(s, s.name == r.service && has(s.ports) && s.ports.exists(p, p.name == r.port)))",
+    "every spec.gateway.routes[].port must name a port that the routed service declares in its ports",
+);
+
+/// On the spec: `uses` names declared databases.
+pub const USES_DATABASE_EXISTS: CelRule = (
+    "self.services.all(s, !has(s.uses) || s.uses.all(u, has(self.databases) && self.databases.exists(d, d.name == u)))",
+    "every spec.services[].uses entry must name a database in spec.databases: add the database or remove it from uses",
+);
+
+/// On the spec: services and databases have distinct names (both become Kubernetes Services).
+pub const NAMES_DISJOINT: CelRule = (
+    "!has(self.databases) || self.databases.all(d, self.services.all(s, s.name != d.name))",
+    "a database and a service cannot share a name, since each becomes a Kubernetes Service: rename one of them",
+);
+
+/// On the gateway: an Ingress class or Gateway parents, not both.
+pub const GATEWAY_ONE_KIND: CelRule = (
+    "!has(self.className) || !has(self.parentRefs) || size(self.parentRefs) == 0",
+    "set spec.gateway.className (an Ingress) or spec.gateway.parentRefs (an HTTPRoute), not both",
+);
+
+/// On the gateway: TLS is an Ingress setting.
+pub const GATEWAY_TLS_INGRESS_ONLY: CelRule = (
+    "!has(self.tls) || !has(self.parentRefs) || size(self.parentRefs) == 0",
+    "spec.gateway.tls applies to the Ingress only: with parentRefs, configure TLS on the Gateway's listener and remove tls",
+);
+
+/// On a service: metrics are served on a declared port.
+pub const METRICS_PORT_DECLARED: CelRule = (
+    "!has(self.metrics) || (has(self.ports) && self.ports.exists(p, p.name == self.metrics.port))",
+    "spec.services[].metrics.port must name one of the service's ports",
+);
+
+/// On a service: fixed replicas or autoscaling, not both.
+pub const REPLICAS_OR_SCALING: CelRule = (
+    "!has(self.replicas) || !has(self.scaling)",
+    "set spec.services[].replicas (a fixed count) or spec.services[].scaling (autoscaling), not both",
+);
+
+/// On a scaling policy: min ≤ max.
+pub const MIN_LE_MAX: CelRule = (
+    "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+    "scaling.minReplicas must be less than or equal to scaling.maxReplicas",
+);
+
+/// On a probe: exactly one handler.
+pub const PROBE_ONE_HANDLER: CelRule = (
+    "(has(self.httpGet) ? 1 : 0) + (has(self.tcpSocket) ? 1 : 0) + (has(self.exec) ? 1 : 0) == 1",
+    "a probe needs exactly one of httpGet, tcpSocket or exec",
+);
+
+/// On an env var: a value or a source, not both.
+pub const ENV_ONE_SOURCE: CelRule = (
+    "!(has(self.value) && has(self.valueFrom))",
+    "an env var sets value or valueFrom, not both",
+);
+
+/// On an env source: exactly one reference.
+pub const ENV_SOURCE_ONE_OF: CelRule = (
+    "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+    "valueFrom needs exactly one of secretKeyRef or configMapKeyRef",
+);

@@ -1,0 +1,274 @@
+//! Apply: server-side apply of every desired child with one field manager and `force`, skipping
+//! children that provably have not changed since Keelson last applied them.
+//!
+//! The skip is what makes a no-op resync free: Keelson remembers, per child, the hash of what it
+//! applied and the resourceVersion the API server answered. When the desired object hashes the
+//! same and the watched object still carries that resourceVersion, nobody has touched it and the
+//! apply is skipped. Anything else (a hand edit, a deletion, a controller's status write, a
+//! restart of the operator) leads to a real apply, which the API server turns into a no-op when
+//! nothing differs.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt::Debug,
+    hash::{Hash, Hasher},
+    sync::Mutex,
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    core::NamespaceResourceScope,
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    Context, FIELD_MANAGER,
+    error::{Error, Result, is_already_exists},
+    watch::KindStores,
+};
+
+/// What Keelson last applied to one child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    hash: u64,
+    resource_version: Option<String>,
+}
+
+/// Per Application (by uid), per child (kind, name): the last apply.
+#[derive(Default)]
+pub struct ApplyCache {
+    inner: Mutex<HashMap<String, HashMap<(&'static str, String), Record>>>,
+}
+
+impl ApplyCache {
+    fn get(&self, app: &str, key: &(&'static str, String)) -> Option<Record> {
+        self.inner.lock().expect("lock").get(app)?.get(key).cloned()
+    }
+
+    fn put(&self, app: &str, key: (&'static str, String), record: Record) {
+        self.inner
+            .lock()
+            .expect("lock")
+            .entry(app.to_string())
+            .or_default()
+            .insert(key, record);
+    }
+
+    fn remove(&self, app: &str, key: &(&'static str, String)) {
+        if let Some(m) = self.inner.lock().expect("lock").get_mut(app) {
+            m.remove(key);
+        }
+    }
+
+    /// Forget every Application whose uid `keep` rejects.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.inner.lock().expect("lock").retain(|uid, _| keep(uid));
+    }
+
+    /// How many children are remembered.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .expect("lock")
+            .values()
+            .map(HashMap::len)
+            .sum()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What one pass of apply did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Children created, as `Kind/name`.
+    pub created: Vec<String>,
+    /// Children whose desired state changed and were updated.
+    pub updated: Vec<String>,
+    /// Children restored after someone else changed or deleted them.
+    pub repaired: Vec<String>,
+    /// Names applied (or kept), per kind: what prune must leave alone.
+    pub desired: BTreeMap<&'static str, BTreeSet<String>>,
+    /// Whether any write was attempted and answered.
+    pub requests: usize,
+}
+
+impl Report {
+    fn keep(&mut self, kind: &'static str, name: &str) {
+        self.desired
+            .entry(kind)
+            .or_default()
+            .insert(name.to_string());
+    }
+}
+
+/// Applies the children of one Application.
+pub struct Applier<'a> {
+    ctx: &'a Context,
+    app_uid: &'a str,
+    namespace: &'a str,
+    /// What was done so far.
+    pub report: Report,
+}
+
+fn hash_of<K: Serialize>(obj: &K) -> u64 {
+    let bytes = serde_json::to_vec(obj).expect("objects serialize");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+impl<'a> Applier<'a> {
+    /// An applier for the Application with `app_uid` in `namespace`.
+    pub fn new(ctx: &'a Context, app_uid: &'a str, namespace: &'a str) -> Self {
+        Applier {
+            ctx,
+            app_uid,
+            namespace,
+            report: Report::default(),
+        }
+    }
+
+    /// The shared context.
+    pub fn context(&self) -> &'a Context {
+        self.ctx
+    }
+
+    /// Server-side apply `obj` unless it is provably unchanged; `stores` is the watch of its kind.
+    pub async fn apply<K, T>(&mut self, obj: &K, stores: &KindStores<T>) -> Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+        T: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let kind: &'static str = kind_name::<K>();
+        let name = obj.name_any();
+        self.report.keep(kind, &name);
+        let key = (kind, name.clone());
+        let hash = hash_of(obj);
+        let live_rv = stores
+            .get(self.namespace, &name)
+            .and_then(|o| o.meta().resource_version.clone());
+        let cached = self.ctx.applied.get(self.app_uid, &key);
+        if let (Some(c), Some(rv)) = (&cached, &live_rv)
+            && c.hash == hash
+            && c.resource_version.as_ref() == Some(rv)
+        {
+            return Ok(());
+        }
+
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        self.report.requests += 1;
+        let applied = match api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                self.ctx.applied.remove(self.app_uid, &key);
+                return Err(Error::kube(format!("apply {kind} {name}"), e));
+            }
+        };
+        let new_rv = applied.meta().resource_version.clone();
+        self.ctx.applied.put(
+            self.app_uid,
+            key,
+            Record {
+                hash,
+                resource_version: new_rv.clone(),
+            },
+        );
+
+        let label = format!("{kind}/{name}");
+        let changed_by_us =
+            new_rv != live_rv && cached.as_ref().is_none_or(|c| c.resource_version != new_rv);
+        match cached {
+            None if live_rv.is_none() => {
+                self.report.created.push(label);
+                self.ctx
+                    .metrics
+                    .applied
+                    .get_or_create(&kind_label(kind))
+                    .inc();
+            }
+            Some(c) if changed_by_us => {
+                if c.hash == hash {
+                    self.report.repaired.push(label);
+                    self.ctx
+                        .metrics
+                        .drift_repairs
+                        .get_or_create(&kind_label(kind))
+                        .inc();
+                } else {
+                    self.report.updated.push(label);
+                }
+                self.ctx
+                    .metrics
+                    .applied
+                    .get_or_create(&kind_label(kind))
+                    .inc();
+            }
+            None if changed_by_us => {
+                self.report.updated.push(label);
+                self.ctx
+                    .metrics
+                    .applied
+                    .get_or_create(&kind_label(kind))
+                    .inc();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Create a database's credentials Secret if it does not exist; never update it.
+    pub async fn create_secret(&mut self, name: &str, secret: Option<&Secret>) -> Result<()> {
+        self.report.keep("Secret", name);
+        let Some(secret) = secret else { return Ok(()) };
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        self.report.requests += 1;
+        match api.create(&PostParams::default(), secret).await {
+            Ok(_) => {
+                self.report.created.push(format!("Secret/{name}"));
+                self.ctx
+                    .metrics
+                    .applied
+                    .get_or_create(&kind_label("Secret"))
+                    .inc();
+                Ok(())
+            }
+            // Created by an earlier reconcile that this one did not see yet: keep it as it is.
+            Err(e) if is_already_exists(&e) => Ok(()),
+            Err(e) => Err(Error::kube(format!("create Secret {name}"), e)),
+        }
+    }
+}
+
+fn kind_label(kind: &'static str) -> crate::runtime::metrics::KindLabel {
+    crate::runtime::metrics::KindLabel { kind }
+}
+
+/// The kind's name as a `'static` string (interned once per kind).
+pub fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let kind = K::kind(&());
+    let mut names = NAMES.lock().expect("lock");
+    if let Some(k) = names.get(kind.as_ref()) {
+        return k;
+    }
+    let leaked: &'static str = Box::leak(kind.into_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}

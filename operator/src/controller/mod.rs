@@ -1,0 +1,624 @@
+//! The controller: for each Application, fetch, validate, build, apply, prune and status.
+//!
+//! It watches the Applications (only spec changes trigger work: a status write does not) and every
+//! child kind (a child edited or deleted by hand triggers its owner's reconcile at once), with a
+//! periodic resync as a backstop. A resync of an unchanged Application sends no request at all
+//! (see [`apply`]).
+
+pub mod apply;
+pub mod error;
+pub mod fetch;
+pub mod prune;
+pub mod rbac;
+pub mod status;
+pub mod watch;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, channel::mpsc};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{Secret, Service},
+    networking::v1::Ingress,
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Client, Resource, ResourceExt,
+    core::PartialObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{Action, Config as ControllerRuntimeConfig},
+        events::{Event as KubeEvent, EventType, Recorder, Reporter},
+        predicates, reflector, watcher,
+    },
+};
+
+use crate::{
+    api::{Application, validate},
+    build::{self, Capabilities, Children},
+    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
+    runtime::metrics::{CategoryLabel, Metrics, ResultLabel},
+};
+pub use error::{Error, Result};
+use watch::{KindStores, Scope};
+
+/// The one field manager of every write Keelson makes.
+pub const FIELD_MANAGER: &str = "keelson";
+
+/// Settings of the controller.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// The namespaces to watch.
+    pub scope: Scope,
+    /// How often every Application is reconciled even without a change.
+    pub resync: Duration,
+    /// How often the optional APIs are rediscovered.
+    pub discovery_interval: Duration,
+    /// How many Applications reconcile at once.
+    pub concurrency: u16,
+    /// The `reportingInstance` of Events (the pod's name).
+    pub instance: Option<String>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            scope: Scope::All,
+            resync: Duration::from_secs(300),
+            discovery_interval: Duration::from_secs(30),
+            concurrency: 16,
+            instance: None,
+        }
+    }
+}
+
+/// The watches of every child kind.
+#[derive(Default)]
+pub struct Stores {
+    /// Credentials Secrets.
+    pub secrets: KindStores<PartialObjectMeta<Secret>>,
+    /// Services.
+    pub services: KindStores<PartialObjectMeta<Service>>,
+    /// StatefulSets (metadata, replicas and status).
+    pub stateful_sets: KindStores<StatefulSet>,
+    /// Deployments (metadata, replicas and status).
+    pub deployments: KindStores<Deployment>,
+    /// Autoscalers.
+    pub hpas: KindStores<PartialObjectMeta<HorizontalPodAutoscaler>>,
+    /// Disruption budgets.
+    pub pdbs: KindStores<PartialObjectMeta<PodDisruptionBudget>>,
+    /// ServiceMonitors, once the cluster serves them.
+    pub service_monitors: KindStores<PartialObjectMeta<ServiceMonitor>>,
+    /// Ingresses.
+    pub ingresses: KindStores<PartialObjectMeta<Ingress>>,
+    /// HTTPRoutes, once the cluster serves them.
+    pub http_routes: KindStores<PartialObjectMeta<HttpRoute>>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The client.
+    pub client: Client,
+    /// The settings.
+    pub config: ControllerConfig,
+    /// The child watches.
+    pub stores: Stores,
+    /// What was last applied to each child.
+    pub applied: apply::ApplyCache,
+    /// The optional APIs the cluster serves, as last discovered.
+    pub capabilities: RwLock<Capabilities>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Consecutive failures per Application, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    owners: mpsc::UnboundedSender<reflector::ObjectRef<Application>>,
+}
+
+impl Context {
+    fn caps(&self) -> Capabilities {
+        *self.capabilities.read().expect("lock")
+    }
+}
+
+/// Strip a Deployment to what status reads.
+fn strip_deployment(d: &mut Deployment) {
+    d.spec = k8s_openapi::api::apps::v1::DeploymentSpec {
+        replicas: d.spec.replicas,
+        ..Default::default()
+    };
+}
+
+/// Strip a StatefulSet to what status reads.
+fn strip_stateful_set(s: &mut StatefulSet) {
+    s.spec = k8s_openapi::api::apps::v1::StatefulSetSpec {
+        replicas: s.spec.replicas,
+        ..Default::default()
+    };
+}
+
+impl Context {
+    /// Start the watches the capabilities allow and that have not started yet.
+    fn start_watches(&self, caps: Capabilities) {
+        let (c, s, st, tx) = (
+            &self.client,
+            &self.config.scope,
+            &self.stores,
+            self.owners.clone(),
+        );
+        if !st.deployments.started() {
+            watch::watch_metadata::<Secret>(c, s, &st.secrets, tx.clone());
+            watch::watch_metadata::<Service>(c, s, &st.services, tx.clone());
+            watch::watch_objects::<StatefulSet>(
+                c,
+                s,
+                &st.stateful_sets,
+                tx.clone(),
+                strip_stateful_set,
+            );
+            watch::watch_objects::<Deployment>(c, s, &st.deployments, tx.clone(), strip_deployment);
+            watch::watch_metadata::<HorizontalPodAutoscaler>(c, s, &st.hpas, tx.clone());
+            watch::watch_metadata::<PodDisruptionBudget>(c, s, &st.pdbs, tx.clone());
+            watch::watch_metadata::<Ingress>(c, s, &st.ingresses, tx.clone());
+        }
+        if caps.service_monitors && !st.service_monitors.started() {
+            watch::watch_metadata::<ServiceMonitor>(c, s, &st.service_monitors, tx.clone());
+        }
+        if caps.http_routes && !st.http_routes.started() {
+            watch::watch_metadata::<HttpRoute>(c, s, &st.http_routes, tx);
+        }
+    }
+
+    async fn wait_for_watches(&self) {
+        let st = &self.stores;
+        st.secrets.wait_until_ready().await;
+        st.services.wait_until_ready().await;
+        st.stateful_sets.wait_until_ready().await;
+        st.deployments.wait_until_ready().await;
+        st.hpas.wait_until_ready().await;
+        st.pdbs.wait_until_ready().await;
+        st.ingresses.wait_until_ready().await;
+        st.service_monitors.wait_until_ready().await;
+        st.http_routes.wait_until_ready().await;
+    }
+}
+
+/// Run the controller until `shutdown` resolves; in-flight reconciles finish first.
+///
+/// `ready` is called once every watch has listed its objects and reconciling has started.
+pub async fn run(
+    client: Client,
+    config: ControllerConfig,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ready: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<()> {
+    let caps = fetch::capabilities(&client).await?;
+    let (owners_tx, owners_rx) = mpsc::unbounded();
+    let reporter = Reporter {
+        controller: "keelson.dev/keelson".into(),
+        instance: config.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client: client.clone(),
+        stores: Stores::default(),
+        applied: apply::ApplyCache::default(),
+        capabilities: RwLock::new(caps),
+        metrics,
+        failures: Mutex::default(),
+        owners: owners_tx,
+        config,
+    });
+    ctx.start_watches(caps);
+    ctx.wait_for_watches().await;
+
+    // Rediscover optional APIs; when one appears or goes, start its watch and reconcile all.
+    let (caps_tx, caps_rx) = mpsc::unbounded::<()>();
+    let discovery_ctx = ctx.clone();
+    let discovery = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(discovery_ctx.config.discovery_interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match fetch::capabilities(&discovery_ctx.client).await {
+                Ok(new) if new != discovery_ctx.caps() => {
+                    tracing::info!(?new, "optional APIs changed");
+                    discovery_ctx.start_watches(new);
+                    discovery_ctx
+                        .stores
+                        .service_monitors
+                        .wait_until_ready()
+                        .await;
+                    discovery_ctx.stores.http_routes.wait_until_ready().await;
+                    *discovery_ctx.capabilities.write().expect("lock") = new;
+                    if caps_tx.unbounded_send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "discovery of optional APIs failed"),
+            }
+        }
+    });
+
+    let mut controllers = Vec::new();
+    let mut owners_rx = Some(owners_rx);
+    let mut caps_rx = Some(caps_rx);
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let keys = ctx.config.scope.keys();
+    // One owner/caps channel feeds every namespace's controller: fan them out.
+    let (owner_senders, caps_senders): (Vec<_>, Vec<_>) = keys
+        .iter()
+        .map(|_| (mpsc::unbounded(), mpsc::unbounded::<()>()))
+        .unzip();
+    let owner_txs: Vec<_> = owner_senders.iter().map(|(tx, _)| tx.clone()).collect();
+    let caps_txs: Vec<_> = caps_senders.iter().map(|(tx, _)| tx.clone()).collect();
+    let fan_scope = ctx.config.scope.clone();
+    let mut owners_in = owners_rx.take().expect("once");
+    tokio::spawn(async move {
+        while let Some(r) = owners_in.next().await {
+            let idx = match &fan_scope {
+                Scope::All => Some(0),
+                Scope::Namespaces(ns) => ns
+                    .iter()
+                    .position(|n| Some(n.as_str()) == r.namespace.as_deref()),
+            };
+            if let Some(i) = idx {
+                let _ = owner_txs[i].unbounded_send(r);
+            }
+        }
+    });
+    let mut caps_in = caps_rx.take().expect("once");
+    tokio::spawn(async move {
+        while caps_in.next().await.is_some() {
+            for tx in &caps_txs {
+                let _ = tx.unbounded_send(());
+            }
+        }
+    });
+
+    for ((key, (_, owner_rx)), (_, cap_rx)) in keys.into_iter().zip(owner_senders).zip(caps_senders)
+    {
+        let api = Scope::api::<Application>(&client, &key);
+        let (reader, writer) = reflector::store();
+        let apps = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default());
+        let resync = ctx.config.resync;
+        let store = reader.clone();
+        let c = Controller::for_stream(apps, reader)
+            .with_config(ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency))
+            .reconcile_on(owner_rx)
+            .reconcile_all_on(cap_rx)
+            .reconcile_all_on(tokio_stream_interval(resync))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((obj, _)) => tracing::debug!(app = %obj, "reconciled"),
+                    Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+                }
+            });
+        controllers.push(c);
+        // Forget cached applies of Applications that are gone.
+        let sweep_ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let uids: std::collections::HashSet<String> =
+                    store.state().iter().filter_map(|a| a.uid()).collect();
+                if store.is_empty() && uids.is_empty() {
+                    continue;
+                }
+                sweep_ctx.applied.retain(|uid| uids.contains(uid));
+            }
+        });
+    }
+    ready();
+    futures::future::join_all(controllers).await;
+    discovery.abort();
+    Ok(())
+}
+
+/// A stream that yields every `period`, starting one period from now.
+fn tokio_stream_interval(period: Duration) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+        |mut i| async move {
+            i.tick().await;
+            Some(((), i))
+        },
+    )
+}
+
+/// Reconcile one Application.
+pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&app, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let key = app.uid().unwrap_or_default();
+    match &result {
+        Ok(outcome) => {
+            ctx.failures.lock().expect("lock").remove(&key);
+            ctx.metrics
+                .reconciles
+                .get_or_create(&ResultLabel { result: outcome })
+                .inc();
+        }
+        Err(e) => {
+            ctx.metrics
+                .reconciles
+                .get_or_create(&ResultLabel { result: "error" })
+                .inc();
+            ctx.metrics
+                .errors
+                .get_or_create(&CategoryLabel {
+                    category: e.category(),
+                })
+                .inc();
+        }
+    }
+    result.map(|outcome| {
+        if outcome == "invalid_spec" {
+            Action::await_change()
+        } else {
+            Action::requeue(ctx.config.resync)
+        }
+    })
+}
+
+async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static str> {
+    if app.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the children through their owner references.
+        return Ok("success");
+    }
+    let uid = app.uid().unwrap_or_default();
+    let namespace = app.namespace().unwrap_or_default();
+
+    // validate
+    let model = match validate::validate(app) {
+        Ok(m) => m,
+        Err(invalid) => {
+            let st = status::compute(ctx, app, &status::Outcome::Invalid(&invalid), status::now());
+            if status::write(ctx, app, st).await? {
+                publish(
+                    ctx,
+                    app,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    "Validate",
+                    format!("nothing was changed: {invalid}"),
+                )
+                .await;
+            }
+            ctx.metrics
+                .errors
+                .get_or_create(&CategoryLabel {
+                    category: "invalid_spec",
+                })
+                .inc();
+            return Ok("invalid_spec");
+        }
+    };
+
+    // fetch + build
+    let owner = app
+        .controller_owner_ref(&())
+        .expect("a stored Application has a uid");
+    let caps = ctx.caps();
+    let new_credentials = fetch::missing_credentials(ctx, &model).await?;
+    let children = build::build(&model, &owner, caps, &new_credentials);
+
+    // apply, then prune only after a complete apply
+    let mut applier = apply::Applier::new(ctx, &uid, &namespace);
+    let applied = apply_all(&mut applier, &children).await;
+    let report = applier.report;
+    let mut pruned = Vec::new();
+    let result = match applied {
+        Ok(()) => {
+            let mut pruner = prune::Pruner::new(ctx, &uid, &namespace, &report);
+            let r = prune_all(&mut pruner).await;
+            pruned = pruner.pruned;
+            r
+        }
+        Err(e) => Err(e),
+    };
+
+    if !report.created.is_empty() {
+        publish(
+            ctx,
+            app,
+            EventType::Normal,
+            "Created",
+            "Apply",
+            format!("created {}", report.created.join(", ")),
+        )
+        .await;
+    }
+    if !report.updated.is_empty() {
+        publish(
+            ctx,
+            app,
+            EventType::Normal,
+            "Updated",
+            "Apply",
+            format!("updated {}", report.updated.join(", ")),
+        )
+        .await;
+    }
+    if !report.repaired.is_empty() {
+        publish(
+            ctx,
+            app,
+            EventType::Normal,
+            "DriftRepaired",
+            "Apply",
+            format!(
+                "restored {} after it was changed or deleted outside Keelson",
+                report.repaired.join(", ")
+            ),
+        )
+        .await;
+    }
+    if !pruned.is_empty() {
+        publish(
+            ctx,
+            app,
+            EventType::Normal,
+            "Pruned",
+            "Prune",
+            format!("deleted {}, no longer in the spec", pruned.join(", ")),
+        )
+        .await;
+    }
+
+    // status
+    let outcome = match &result {
+        Ok(()) => status::Outcome::Applied {
+            model: &model,
+            skipped: &children.skipped,
+        },
+        Err(e) => status::Outcome::Failed {
+            model: &model,
+            skipped: &children.skipped,
+            error: e,
+        },
+    };
+    let st = status::compute(ctx, app, &outcome, status::now());
+    let wrote = status::write(ctx, app, st).await;
+    if let Err(e) = &result {
+        publish(
+            ctx,
+            app,
+            EventType::Warning,
+            "ApplyFailed",
+            "Apply",
+            e.to_string(),
+        )
+        .await;
+    }
+    result?;
+    wrote?;
+    Ok("success")
+}
+
+async fn apply_all(a: &mut apply::Applier<'_>, c: &Children) -> Result<()> {
+    let Children {
+        secrets,
+        services,
+        stateful_sets,
+        deployments,
+        hpas,
+        pdbs,
+        service_monitors,
+        ingresses,
+        http_routes,
+        skipped: _,
+    } = c;
+    let st = &a_ctx(a).stores;
+    for s in secrets {
+        a.create_secret(&s.name, s.create.as_ref()).await?;
+    }
+    for o in services {
+        a.apply(o, &st.services).await?;
+    }
+    for o in stateful_sets {
+        a.apply(o, &st.stateful_sets).await?;
+    }
+    for o in deployments {
+        a.apply(o, &st.deployments).await?;
+    }
+    for o in hpas {
+        a.apply(o, &st.hpas).await?;
+    }
+    for o in pdbs {
+        a.apply(o, &st.pdbs).await?;
+    }
+    for o in service_monitors {
+        a.apply(o, &st.service_monitors).await?;
+    }
+    for o in ingresses {
+        a.apply(o, &st.ingresses).await?;
+    }
+    for o in http_routes {
+        a.apply(o, &st.http_routes).await?;
+    }
+    Ok(())
+}
+
+fn a_ctx<'a>(a: &apply::Applier<'a>) -> &'a Context {
+    a.context()
+}
+
+async fn prune_all(p: &mut prune::Pruner<'_>) -> Result<()> {
+    let st = &p.context().stores;
+    p.prune(&st.secrets).await?;
+    p.prune(&st.services).await?;
+    let names = |v: Vec<Arc<StatefulSet>>| v.iter().map(|o| o.name_any()).collect();
+    let sts = names(st.stateful_sets.owned_by(p.namespace(), p.app_uid()));
+    p.prune_names::<StatefulSet>(sts).await?;
+    let deps = st
+        .deployments
+        .owned_by(p.namespace(), p.app_uid())
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    p.prune_names::<Deployment>(deps).await?;
+    p.prune(&st.hpas).await?;
+    p.prune(&st.pdbs).await?;
+    p.prune(&st.service_monitors).await?;
+    p.prune(&st.ingresses).await?;
+    p.prune(&st.http_routes).await?;
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    app: &Application,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let mut note = note;
+    if note.len() > 1000 {
+        let mut cut = 997;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    let ev = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &app.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "could not publish an Event");
+    }
+}
+
+/// Back off exponentially on transient errors: 1 s, 2 s, 4 s, ... up to 5 minutes.
+pub fn error_policy(app: Arc<Application>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = app.uid().unwrap_or_default();
+    let mut failures = ctx.failures.lock().expect("lock");
+    let n = failures.entry(key).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+    tracing::warn!(app = %app.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,311 @@
+//! Status: computed from the spec, what apply did and what the watches observe; written with a
+//! server-side apply of the status subresource, and only when it changed, so a steady state
+//! writes nothing and a status write never feeds another round of work.
+
+use k8s_openapi::{
+    api::apps::v1::{Deployment, StatefulSet},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+
+use super::{
+    Context, FIELD_MANAGER,
+    error::{Error, Result},
+};
+use crate::{
+    api::{
+        Application, ApplicationStatus, DatabaseStatus, GatewayStatus, InvalidSpec, Model,
+        ServiceStatus,
+        validate::{GatewayKind, Replicas},
+    },
+    build::Skipped,
+};
+
+/// Condition types.
+pub const READY: &str = "Ready";
+/// Condition type: changes are rolling out.
+pub const PROGRESSING: &str = "Progressing";
+/// Condition type: something failed.
+pub const DEGRADED: &str = "Degraded";
+/// Condition type: the cluster serves the optional APIs the spec needs.
+pub const APIS_AVAILABLE: &str = "APIsAvailable";
+/// The reason of an invalid spec.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+
+/// How the reconcile went.
+pub enum Outcome<'a> {
+    /// The spec is invalid; nothing was applied or pruned.
+    Invalid(&'a InvalidSpec),
+    /// Everything was applied.
+    Applied {
+        /// The validated model.
+        model: &'a Model,
+        /// Children left out because their API is not served.
+        skipped: &'a [Skipped],
+    },
+    /// Applying failed part-way.
+    Failed {
+        /// The validated model.
+        model: &'a Model,
+        /// Children left out because their API is not served.
+        skipped: &'a [Skipped],
+        /// The error.
+        error: &'a Error,
+    },
+}
+
+struct Conditions<'a> {
+    old: &'a [Condition],
+    generation: Option<i64>,
+    now: Time,
+    out: Vec<Condition>,
+}
+
+impl Conditions<'_> {
+    fn set(&mut self, type_: &str, status: bool, reason: &str, message: String) {
+        let status = if status { "True" } else { "False" }.to_string();
+        let last_transition_time = self
+            .old
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| self.now.clone());
+        self.out.push(Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message,
+            observed_generation: self.generation,
+            last_transition_time,
+        });
+    }
+}
+
+/// The current time, at the second precision the API server stores.
+pub fn now() -> Time {
+    let secs = Timestamp::now().as_second();
+    Time(Timestamp::from_second(secs).expect("now is a valid timestamp"))
+}
+
+/// Compute the status an Application should have.
+pub fn compute(
+    ctx: &Context,
+    app: &Application,
+    outcome: &Outcome<'_>,
+    now: Time,
+) -> ApplicationStatus {
+    let old = app.status.clone().unwrap_or_default();
+    let mut c = Conditions {
+        old: &old.conditions,
+        generation: app.metadata.generation,
+        now,
+        out: Vec::new(),
+    };
+    let (model, skipped, error) = match outcome {
+        Outcome::Invalid(invalid) => {
+            let msg = format!("invalid spec, nothing was changed: {invalid}");
+            c.set(READY, false, INVALID_SPEC, msg.clone());
+            c.set(
+                PROGRESSING,
+                false,
+                INVALID_SPEC,
+                "waiting for a valid spec".into(),
+            );
+            c.set(DEGRADED, true, INVALID_SPEC, msg);
+            if let Some(apis) = old.conditions.iter().find(|x| x.type_ == APIS_AVAILABLE) {
+                c.out.push(apis.clone());
+            }
+            c.out.sort_by(|a, b| a.type_.cmp(&b.type_));
+            // The running stack is untouched: keep the last roll-up.
+            return ApplicationStatus {
+                observed_generation: app.metadata.generation,
+                conditions: c.out,
+                ..old
+            };
+        }
+        Outcome::Applied { model, skipped } => (*model, *skipped, None),
+        Outcome::Failed {
+            model,
+            skipped,
+            error,
+        } => (*model, *skipped, Some(*error)),
+    };
+
+    let ns = &model.namespace;
+    let services: Vec<ServiceStatus> = model
+        .services
+        .iter()
+        .map(|s| {
+            let d = ctx.stores.deployments.get(ns, &s.object_name);
+            deployment_status(&s.spec.name, s.replicas, d.as_deref())
+        })
+        .collect();
+    let databases: Vec<DatabaseStatus> = model
+        .databases
+        .iter()
+        .map(|db| DatabaseStatus {
+            name: db.spec.name.clone(),
+            ready: ctx
+                .stores
+                .stateful_sets
+                .get(ns, &db.object_name)
+                .is_some_and(|s| stateful_set_ready(&s)),
+            secret_name: db.secret_name.clone(),
+        })
+        .collect();
+    let gateway = model.gateway.as_ref().map(|g| {
+        let kind = match g.kind {
+            GatewayKind::Ingress { .. } => "Ingress",
+            GatewayKind::HttpRoute { .. } => "HTTPRoute",
+        };
+        GatewayStatus {
+            kind: kind.into(),
+            name: model.name.clone(),
+            created: !skipped.iter().any(|s| s.kind == kind),
+        }
+    });
+
+    let waiting: Vec<String> = services
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| {
+            format!(
+                "{} ({}/{} ready)",
+                s.name, s.ready_replicas, s.desired_replicas
+            )
+        })
+        .chain(
+            databases
+                .iter()
+                .filter(|d| !d.ready)
+                .map(|d| d.name.clone()),
+        )
+        .collect();
+    let ready = waiting.is_empty();
+    if ready {
+        c.set(
+            READY,
+            true,
+            "Ready",
+            format!(
+                "all {} services and {} databases are ready",
+                services.len(),
+                databases.len()
+            ),
+        );
+        c.set(
+            PROGRESSING,
+            false,
+            "Complete",
+            "every workload is rolled out and available".into(),
+        );
+    } else {
+        let msg = format!("waiting for {}", waiting.join(", "));
+        c.set(READY, false, "WaitingForWorkloads", msg.clone());
+        c.set(PROGRESSING, true, "RollingOut", msg);
+    }
+    match error {
+        Some(e) => c.set(DEGRADED, true, "ApplyFailed", format!("{e}; retrying")),
+        None => c.set(
+            DEGRADED,
+            false,
+            "AsExpected",
+            "every child was applied".into(),
+        ),
+    }
+    if skipped.is_empty() {
+        c.set(
+            APIS_AVAILABLE,
+            true,
+            "AllServed",
+            "the cluster serves every API the spec needs".into(),
+        );
+    } else {
+        let msg = skipped
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} skipped: the cluster does not serve {}; install its CRDs and Keelson creates {} within a minute",
+                    s.kind,
+                    s.names.join(", "),
+                    s.api,
+                    if s.names.len() > 1 { "them" } else { "it" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        c.set(APIS_AVAILABLE, false, "APINotServed", msg);
+    }
+    c.out.sort_by(|a, b| a.type_.cmp(&b.type_));
+
+    ApplicationStatus {
+        observed_generation: app.metadata.generation,
+        conditions: c.out,
+        services_ready: Some(format!(
+            "{}/{}",
+            services.iter().filter(|s| s.ready).count(),
+            services.len()
+        )),
+        url: model.gateway.as_ref().and_then(|g| g.url.clone()),
+        services,
+        databases,
+        gateway,
+    }
+}
+
+fn deployment_status(name: &str, replicas: Replicas, d: Option<&Deployment>) -> ServiceStatus {
+    let Some(d) = d else {
+        return ServiceStatus {
+            name: name.into(),
+            desired_replicas: replicas.min(),
+            ready_replicas: 0,
+            ready: false,
+        };
+    };
+    let desired = d.spec.replicas.unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    let ready_replicas = st.ready_replicas.unwrap_or(0);
+    let current = st.observed_generation >= d.metadata.generation;
+    let ready = current
+        && st.updated_replicas.unwrap_or(0) >= desired
+        && st.available_replicas.unwrap_or(0) >= desired;
+    ServiceStatus {
+        name: name.into(),
+        desired_replicas: desired,
+        ready_replicas,
+        ready,
+    }
+}
+
+fn stateful_set_ready(s: &StatefulSet) -> bool {
+    let desired = s.spec.replicas.unwrap_or(1);
+    let st = s.status.clone().unwrap_or_default();
+    st.observed_generation >= s.metadata.generation && st.ready_replicas.unwrap_or(0) >= desired
+}
+
+/// Write `status` if it differs from the Application's current one. Returns whether it wrote.
+pub async fn write(ctx: &Context, app: &Application, status: ApplicationStatus) -> Result<bool> {
+    if app.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": Application::api_version(&()),
+        "kind": Application::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &app.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube("write status", e))?;
+    ctx.metrics.status_writes.inc();
+    Ok(true)
+}

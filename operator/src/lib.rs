@@ -1,0 +1,12 @@
+//! Keelson: a Kubernetes operator that runs a whole application stack from one `Application`.
+//!
+//! One reconcile is fetch, validate, build, apply, status: [`api`] holds the types and the
+//! validation, [`build`] turns a validated model into the desired children (pure), and
+//! [`controller`] talks to the cluster.
+
+pub mod api;
+pub mod build;
+pub mod controller;
+pub mod external;
+pub mod render;
+pub mod runtime;

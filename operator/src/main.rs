@@ -1,0 +1,104 @@
+//! The `keelson` command: the controller, and the offline tools around it.
+
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "keelson",
+    version,
+    about = "Run a whole application stack on Kubernetes from one Application resource"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster of the in-cluster config or KUBECONFIG.
+    Run(keelson::runtime::RunArgs),
+    /// Print, offline, the exact objects the controller would apply for an Application.
+    Render {
+        /// The Application YAML (`-` for standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Assume the cluster does not serve monitoring.coreos.com/v1 (ServiceMonitors are skipped).
+        #[arg(long)]
+        no_service_monitors: bool,
+        /// Assume the cluster does not serve gateway.networking.k8s.io/v1 (HTTPRoutes are skipped).
+        #[arg(long)]
+        no_http_routes: bool,
+    },
+    /// Print the Application CustomResourceDefinition.
+    Crd {
+        /// Print it as the Helm chart's template (installed unless crds.install=false, kept on
+        /// uninstall while crds.keep=true).
+        #[arg(long)]
+        chart: bool,
+    },
+    /// Print the RBAC rules the controller needs, as JSON.
+    Rbac,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => match keelson::runtime::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("keelson: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Render {
+            file,
+            no_service_monitors,
+            no_http_routes,
+        } => {
+            let caps = keelson::build::Capabilities {
+                service_monitors: !no_service_monitors,
+                http_routes: !no_http_routes,
+            };
+            let input = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            };
+            let input = match input {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("keelson: cannot read {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match keelson::render::render(&input, caps) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("keelson: {}: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Crd { chart } => {
+            let out = if chart {
+                keelson::render::crd_chart_template()
+            } else {
+                keelson::render::crd_yaml()
+            };
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Command::Rbac => {
+            let rules = keelson::controller::rbac::required_rules();
+            let mut out = std::io::stdout();
+            serde_json::to_writer_pretty(&mut out, &rules).expect("stdout");
+            let _ = writeln!(out);
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The operator's Prometheus metrics, served on the admin port's `/metrics`.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Label: a reconcile's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `success`, `invalid_spec` or `error`.
+    pub result: &'static str,
+}
+
+/// Label: an error's category.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    /// See `controller::Error::category`.
+    pub category: &'static str,
+}
+
+/// Label: a child kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// E.g. `Deployment`.
+    pub kind: &'static str,
+}
+
+/// Label: the build.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    /// The crate version.
+    pub version: &'static str,
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `keelson_reconciles_total{result}`.
+    pub reconciles: Family<ResultLabel, Counter>,
+    /// `keelson_reconcile_errors_total{category}`.
+    pub errors: Family<CategoryLabel, Counter>,
+    /// `keelson_reconcile_duration_seconds`.
+    pub duration: Histogram,
+    /// `keelson_children_applied_total{kind}`: applies that changed or created an object.
+    pub applied: Family<KindLabel, Counter>,
+    /// `keelson_children_pruned_total{kind}`.
+    pub pruned: Family<KindLabel, Counter>,
+    /// `keelson_drift_repairs_total{kind}`: children restored after someone else changed or
+    /// deleted them.
+    pub drift_repairs: Family<KindLabel, Counter>,
+    /// `keelson_leader`: 1 while this replica holds the lease (or runs without election).
+    pub leader: Gauge<i64, AtomicI64>,
+    /// `keelson_status_writes_total`: Application status updates.
+    pub status_writes: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("keelson");
+        let m = Metrics {
+            reconciles: Family::default(),
+            errors: Family::default(),
+            duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            applied: Family::default(),
+            pruned: Family::default(),
+            drift_repairs: Family::default(),
+            leader: Gauge::default(),
+            status_writes: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles of Applications, by result",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconcile errors, by category",
+            m.errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            m.duration.clone(),
+        );
+        registry.register(
+            "children_applied",
+            "Child objects created or changed by server-side apply, by kind",
+            m.applied.clone(),
+        );
+        registry.register(
+            "children_pruned",
+            "Child objects deleted because the spec no longer wants them, by kind",
+            m.pruned.clone(),
+        );
+        registry.register(
+            "drift_repairs",
+            "Child objects restored after someone else changed or deleted them, by kind",
+            m.drift_repairs.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the leader",
+            m.leader.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Application status updates",
+            m.status_writes.clone(),
+        );
+        let build: Family<BuildLabel, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The running build (value 1)", build);
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

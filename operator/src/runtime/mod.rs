@@ -1,0 +1,153 @@
+//! The operator process: configuration, logging, the admin server, leader election, and the
+//! controller, with a graceful shutdown on SIGTERM.
+
+pub mod admin;
+pub mod metrics;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::controller::{self, ControllerConfig, watch::Scope};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `keelson run`'s flags; each can also be set by its environment variable.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Log level or tracing filter, e.g. `info` or `keelson=debug,kube=info`.
+    #[arg(long, env = "KEELSON_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "KEELSON_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Namespaces to watch, comma-separated. Empty: every namespace.
+    #[arg(
+        long,
+        env = "KEELSON_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub namespaces: Vec<String>,
+    /// Address of the admin HTTP server (/livez, /readyz, /metrics).
+    #[arg(long, env = "KEELSON_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Elect a leader through a Lease, so that several replicas can run and one reconciles.
+    #[arg(long, env = "KEELSON_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "KEELSON_LEASE_NAME", default_value = "keelson-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease. Default: the pod's namespace (POD_NAMESPACE), else `default`.
+    #[arg(long, env = "KEELSON_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease and in Events. Default: the pod's name (POD_NAME),
+    /// else the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds between full resyncs of every Application.
+    #[arg(long, env = "KEELSON_RESYNC_SECONDS", default_value_t = 300)]
+    pub resync_seconds: u64,
+    /// Seconds between checks for newly installed optional APIs (ServiceMonitor, HTTPRoute).
+    #[arg(long, env = "KEELSON_DISCOVERY_SECONDS", default_value_t = 30)]
+    pub discovery_seconds: u64,
+    /// Applications reconciled at once.
+    #[arg(long, env = "KEELSON_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+impl RunArgs {
+    /// The controller settings these flags describe.
+    pub fn controller_config(&self) -> ControllerConfig {
+        let namespaces: Vec<String> = self
+            .namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect();
+        ControllerConfig {
+            scope: if namespaces.is_empty() {
+                Scope::All
+            } else {
+                Scope::Namespaces(namespaces)
+            },
+            resync: Duration::from_secs(self.resync_seconds.max(1)),
+            discovery_interval: Duration::from_secs(self.discovery_seconds.max(1)),
+            concurrency: self.concurrency.max(1),
+            instance: self.identity.clone(),
+        }
+    }
+}
+
+fn init_logging(args: &RunArgs) -> anyhow::Result<()> {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid log level {:?}", args.log_level))?;
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `keelson run`: blocks until SIGTERM or Ctrl-C.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(args))
+}
+
+async fn client() -> anyhow::Result<kube::Client> {
+    let config = kube::Config::infer().await.map_err(|e| {
+        anyhow::anyhow!(
+            "no Kubernetes configuration: not running in a cluster and no usable kubeconfig ({e}); set KUBECONFIG or run inside a pod"
+        )
+    })?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    let client = client().await?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let state = admin::AdminState::new(metrics.clone());
+    let admin = admin::serve(args.admin_addr, state.clone()).await?;
+    tracing::info!(addr = %args.admin_addr, "admin server listening");
+
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: finishing in-flight reconciles");
+    };
+
+    metrics.leader.set(1);
+    let ready_state = state.clone();
+    controller::run(
+        client,
+        args.controller_config(),
+        metrics,
+        shutdown,
+        move || ready_state.set_ready(true),
+    )
+    .await?;
+    admin.abort();
+    Ok(())
+}
