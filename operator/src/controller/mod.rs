@@ -122,6 +122,36 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context whose child watches have not started, and the stream of Applications whose
+    /// children changed (fed once the watches start).
+    pub fn new(
+        client: Client,
+        config: ControllerConfig,
+        metrics: Arc<Metrics>,
+        caps: Capabilities,
+    ) -> (
+        Self,
+        mpsc::UnboundedReceiver<reflector::ObjectRef<Application>>,
+    ) {
+        let (owners_tx, owners_rx) = mpsc::unbounded();
+        let reporter = Reporter {
+            controller: "keelson.dev/keelson".into(),
+            instance: config.instance.clone(),
+        };
+        let ctx = Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores: Stores::default(),
+            applied: apply::ApplyCache::default(),
+            capabilities: RwLock::new(caps),
+            metrics,
+            failures: Mutex::default(),
+            owners: owners_tx,
+            config,
+        };
+        (ctx, owners_rx)
+    }
+
     fn caps(&self) -> Capabilities {
         *self.capabilities.read().expect("lock")
     }
@@ -200,22 +230,8 @@ pub async fn run(
     ready: impl FnOnce() + Send + 'static,
 ) -> anyhow::Result<()> {
     let caps = fetch::capabilities(&client).await?;
-    let (owners_tx, owners_rx) = mpsc::unbounded();
-    let reporter = Reporter {
-        controller: "keelson.dev/keelson".into(),
-        instance: config.instance.clone(),
-    };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
-        stores: Stores::default(),
-        applied: apply::ApplyCache::default(),
-        capabilities: RwLock::new(caps),
-        metrics,
-        failures: Mutex::default(),
-        owners: owners_tx,
-        config,
-    });
+    let (ctx, owners_rx) = Context::new(client.clone(), config, metrics, caps);
+    let ctx = Arc::new(ctx);
     ctx.start_watches(caps);
     ctx.wait_for_watches().await;
 

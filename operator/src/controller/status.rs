@@ -266,7 +266,7 @@ fn deployment_status(name: &str, replicas: Replicas, d: Option<&Deployment>) -> 
             ready: false,
         };
     };
-    let desired = d.spec.replicas.unwrap_or(1);
+    let desired = d.spec.replicas.unwrap_or(replicas.min());
     let st = d.status.clone().unwrap_or_default();
     let ready_replicas = st.ready_replicas.unwrap_or(0);
     let current = st.observed_generation >= d.metadata.generation;

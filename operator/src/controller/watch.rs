@@ -109,6 +109,18 @@ where
         })
     }
 
+    /// Fill the stores with fixed objects, for every namespace, instead of watching. For tests and
+    /// offline tools; has no effect once the stores are set.
+    pub fn preload(&self, objects: Vec<T>) {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let _ = self.stores.set(HashMap::from([(None, reader)]));
+    }
+
     /// Whether every store has finished its first list.
     pub async fn wait_until_ready(&self) {
         if let Some(stores) = self.stores.get() {
