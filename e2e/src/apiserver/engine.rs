@@ -677,6 +677,18 @@ impl State {
                 md.remove("namespace");
             }
             md.remove("managedFields");
+            // Empty lists and maps are omitted when serialised, as by the API server.
+            for k in ["finalizers", "ownerReferences", "labels", "annotations"] {
+                let empty = match md.get(k) {
+                    Some(Value::Array(a)) => a.is_empty(),
+                    Some(Value::Object(o)) => o.is_empty(),
+                    Some(Value::Null) => true,
+                    _ => false,
+                };
+                if empty {
+                    md.remove(k);
+                }
+            }
             for k in SERVER_META {
                 md.remove(*k);
             }
@@ -827,6 +839,15 @@ impl State {
             }
         }
         if !causes.is_empty() {
+            // Events are validated as the core kind, whichever group they came through.
+            let res = if def.view == View::EventsV1 {
+                Res {
+                    group: "",
+                    plural: "events",
+                }
+            } else {
+                res
+            };
             return Err(res.invalid(&def.kind, &name, causes));
         }
 

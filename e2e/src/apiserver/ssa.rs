@@ -232,6 +232,14 @@ pub fn compare(old: &Value, new: &Value, shape: &Shape) -> Comparison {
 }
 
 fn cmp(old: &Value, new: &Value, shape: &Shape, path: &mut Vec<String>, c: &mut Comparison) {
+    // A null container (a Go nil slice or pointer serialised) counts as present and empty.
+    let empty_list = Value::Array(Vec::new());
+    let empty_map = Value::Object(Map::new());
+    let old = match (old, new) {
+        (Value::Null, Value::Array(_)) if is_granular_list(shape).is_some() => &empty_list,
+        (Value::Null, Value::Object(_)) if !shape.map_atomic() => &empty_map,
+        _ => old,
+    };
     match (old, new) {
         (Value::Object(o), Value::Object(n)) if !shape.map_atomic() => {
             for (k, nv) in n {
