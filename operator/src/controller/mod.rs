@@ -229,7 +229,17 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ready: impl FnOnce() + Send + 'static,
 ) -> anyhow::Result<()> {
-    let caps = fetch::capabilities(&client).await?;
+    let mut delay = Duration::from_millis(200);
+    let caps = loop {
+        match fetch::capabilities(&client).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "discovery failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
     let (ctx, owners_rx) = Context::new(client.clone(), config, metrics, caps);
     let ctx = Arc::new(ctx);
     ctx.start_watches(caps);

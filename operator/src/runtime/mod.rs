@@ -2,6 +2,7 @@
 //! controller, with a graceful shutdown on SIGTERM.
 
 pub mod admin;
+pub mod leader;
 pub mod metrics;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -53,6 +54,9 @@ pub struct RunArgs {
     /// else the host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Seconds a Lease lasts without renewal: a dead leader is replaced within this.
+    #[arg(long, env = "KEELSON_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
     /// Seconds between full resyncs of every Application.
     #[arg(long, env = "KEELSON_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
@@ -84,6 +88,33 @@ impl RunArgs {
             concurrency: self.concurrency.max(1),
             instance: self.identity.clone(),
         }
+    }
+}
+
+impl RunArgs {
+    /// The leader-election settings, when enabled.
+    pub fn lease_settings(&self) -> Option<leader::LeaseSettings> {
+        if !self.leader_elect {
+            return None;
+        }
+        let identity = self
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("keelson-{}", std::process::id()));
+        let namespace = self
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into());
+        let duration = Duration::from_secs(self.lease_duration_seconds.max(2));
+        Some(leader::LeaseSettings {
+            name: self.lease_name.clone(),
+            namespace,
+            identity,
+            duration,
+            grace: (duration / 3).max(Duration::from_secs(1)),
+        })
     }
 }
 
@@ -120,34 +151,95 @@ async fn client() -> anyhow::Result<kube::Client> {
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let client = client().await?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let state = admin::AdminState::new(metrics.clone());
-    let admin = admin::serve(args.admin_addr, state.clone()).await?;
+    let admin_state = admin::AdminState::new(metrics.clone());
+    let admin = admin::serve(args.admin_addr, admin_state.clone()).await?;
     tracing::info!(addr = %args.admin_addr, "admin server listening");
-
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutting down: finishing in-flight reconciles");
-    };
-
-    metrics.leader.set(1);
-    let ready_state = state.clone();
-    controller::run(
+    let result = run_operator(
         client,
         args.controller_config(),
+        args.lease_settings(),
         metrics,
-        shutdown,
-        move || ready_state.set_ready(true),
+        admin_state,
+        shutdown_signal(),
     )
-    .await?;
+    .await;
     admin.abort();
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing in-flight reconciles");
+}
+
+/// Run the operator with an existing client until `shutdown` resolves: elect a leader (when
+/// `lease` is set), then run the controller while leading. Losing the lease ends the run with an
+/// error, so the process restarts as a standby; a shutdown releases the lease first.
+pub async fn run_operator(
+    client: kube::Client,
+    config: ControllerConfig,
+    lease: Option<leader::LeaseSettings>,
+    metrics: Arc<metrics::Metrics>,
+    admin: admin::AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let Some(lease) = lease else {
+        metrics.leader.set(1);
+        let ready = admin.clone();
+        return controller::run(client, config, metrics, shutdown, move || {
+            ready.set_ready(true)
+        })
+        .await;
+    };
+
+    let mut election = leader::Election::start(client.clone(), &lease).await?;
+    // A healthy standby is ready: it serves probes and waits for the lease.
+    admin.set_ready(true);
+    tracing::info!(identity = %lease.identity, lease = %lease.name, "waiting for the leader lease");
+    let acquired = tokio::select! {
+        a = election.acquired() => a,
+        _ = shutdown.clone() => false,
+    };
+    if !acquired {
+        election.release().await;
+        return Ok(());
+    }
+    tracing::info!(identity = %lease.identity, "became the leader");
+    metrics.leader.set(1);
+    admin.set_ready(false);
+
+    let lost = election.lost();
+    let lost_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = lost_flag.clone();
+    let stop = {
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {},
+                _ = lost => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+            }
+        }
+    };
+    let ready = admin.clone();
+    let result = controller::run(client, config, metrics.clone(), stop, move || {
+        ready.set_ready(true)
+    })
+    .await;
+    metrics.leader.set(0);
+    admin.set_ready(false);
+    election.release().await;
+    result?;
+    if lost_flag.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("lost the leader lease; exiting so that this replica restarts as a standby");
+    }
     Ok(())
 }
