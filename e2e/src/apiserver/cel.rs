@@ -1,9 +1,178 @@
-//! `x-kubernetes-validations` rules of custom resources.
+//! `x-kubernetes-validations` rules of custom resources, evaluated with the `cel` crate.
+//! A rule that does not compile or evaluate here (Kubernetes-specific libraries, missing
+//! fields, ...) is skipped: the stand-in never rejects what a real server would accept
+//! because of its own limits.
 
 use super::status::Cause;
+use cel::objects::{Key, Map};
+use cel::{Context, Program, Value as Cel};
 use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
 
-/// Evaluates the CEL rules of a schema; rules that cannot be evaluated are skipped.
-pub fn validate(_obj: &Value, _old: Option<&Value>, _schema: &Value) -> Vec<Cause> {
-    Vec::new()
+thread_local! {
+    static PROGRAMS: RefCell<HashMap<String, Option<Rc<Program>>>> = RefCell::new(HashMap::new());
+}
+
+fn program(rule: &str) -> Option<Rc<Program>> {
+    PROGRAMS.with(|p| {
+        p.borrow_mut()
+            .entry(rule.to_string())
+            .or_insert_with(|| {
+                // The parser may panic on input it does not support; treat that as skipped.
+                std::panic::catch_unwind(|| Program::compile(rule).ok())
+                    .ok()
+                    .flatten()
+                    .map(Rc::new)
+            })
+            .clone()
+    })
+}
+
+fn to_cel(v: &Value) -> Cel {
+    match v {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Cel::Int(i),
+            (None, Some(u)) => Cel::UInt(u),
+            _ => Cel::Float(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(a) => Cel::List(Arc::new(a.iter().map(to_cel).collect())),
+        Value::Object(m) => Cel::Map(Map {
+            map: Arc::new(
+                m.iter()
+                    .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                    .collect(),
+            ),
+        }),
+    }
+}
+
+fn eval(rule: &str, this: &Value, old: Option<&Value>) -> Option<Cel> {
+    let prog = program(rule)?;
+    let mut ctx = Context::default();
+    ctx.add_variable_from_value("self", to_cel(this));
+    if let Some(o) = old {
+        ctx.add_variable_from_value("oldSelf", to_cel(o));
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prog.execute(&ctx).ok()))
+        .ok()
+        .flatten()
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Evaluates the rules of `schema` on `obj` (and `old` for transition rules).
+pub fn validate(obj: &Value, old: Option<&Value>, schema: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    walk(obj, old, schema, "", &mut out);
+    out
+}
+
+fn walk(v: &Value, old: Option<&Value>, s: &Value, path: &str, out: &mut Vec<Cause>) {
+    if let Some(rules) = s.get("x-kubernetes-validations").and_then(Value::as_array) {
+        for r in rules {
+            let Some(rule) = r.get("rule").and_then(Value::as_str) else {
+                continue;
+            };
+            let transition = rule.contains("oldSelf");
+            if transition && (old.is_none() || r.get("optionalOldSelf") == Some(&Value::Bool(true)))
+            {
+                continue;
+            }
+            if let Some(Cel::Bool(false)) = eval(rule, v, old.filter(|_| transition)) {
+                let message = r
+                    .get("messageExpression")
+                    .and_then(Value::as_str)
+                    .and_then(|e| match eval(e, v, old) {
+                        Some(Cel::String(s)) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .or_else(|| r.get("message").and_then(Value::as_str).map(String::from))
+                    .unwrap_or_else(|| format!("failed rule: {rule}"));
+                let field = match r.get("fieldPath").and_then(Value::as_str) {
+                    Some(fp) => format!("{path}{fp}"),
+                    None if path.is_empty() => "<nil>".to_string(),
+                    None => path.to_string(),
+                };
+                let reason = match r.get("reason").and_then(Value::as_str) {
+                    Some("FieldValueForbidden") => "FieldValueForbidden",
+                    Some("FieldValueRequired") => "FieldValueRequired",
+                    Some("FieldValueDuplicate") => "FieldValueDuplicate",
+                    _ => "FieldValueInvalid",
+                };
+                let prefix = match reason {
+                    "FieldValueForbidden" => "Forbidden",
+                    "FieldValueRequired" => "Required value",
+                    "FieldValueDuplicate" => "Duplicate value",
+                    _ => "Invalid value",
+                };
+                out.push(Cause {
+                    reason,
+                    message: format!("{prefix}: {message}"),
+                    field,
+                });
+            }
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                for (k, ps) in props {
+                    if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                        continue;
+                    }
+                    if let Some(child) = m.get(k) {
+                        walk(child, old.and_then(|o| o.get(k)), ps, &join(path, k), out);
+                    }
+                }
+            } else if let Some(a) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, child) in m {
+                    walk(child, old.and_then(|o| o.get(k)), a, &join(path, k), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = s.get("items") {
+                for (i, it) in items.iter().enumerate() {
+                    walk(it, None, is, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn evaluates_rules_and_skips_what_it_cannot() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.replicas <= self.maxReplicas", "message": "replicas must be less than or equal to maxReplicas"},
+                {"rule": "self.name.isFancyK8sThing()", "message": "never reported"}]}}});
+        let bad = json!({"spec": {"replicas": 10, "maxReplicas": 5}});
+        let causes = validate(&bad, None, &schema);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: replicas must be less than or equal to maxReplicas"
+        );
+        let ok = json!({"spec": {"replicas": 1, "maxReplicas": 5}});
+        assert!(validate(&ok, None, &schema).is_empty());
+    }
 }
