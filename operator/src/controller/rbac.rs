@@ -51,7 +51,7 @@ pub const APPLICATION_VERBS: &[&str] = &["list", "watch"];
 /// Verbs on Events (events.k8s.io/v1): created, then patched as a series repeats.
 pub const EVENT_VERBS: &[&str] = &["create", "patch"];
 /// Verbs on the leader-election Lease.
-pub const LEASE_VERBS: &[&str] = &["create", "get", "patch", "update"];
+pub const LEASE_VERBS: &[&str] = &["create", "get", "patch"];
 
 fn rule<K: Resource<DynamicType = ()>>(sub: Option<&str>, verbs: &[&str]) -> Rule {
     let plural = K::plural(&()).into_owned();
