@@ -228,11 +228,11 @@ impl Api {
     /// Lines of a watch, until the stream ends, `max` lines arrived or `limit` passed.
     pub async fn watch(
         &self,
-        path_and_query: &str,
+        path_and_query: impl Into<String>,
         max: usize,
         limit: Duration,
     ) -> Vec<(Duration, Value)> {
-        let uri = format!("{}{}", self.server.url(), path_and_query);
+        let uri = format!("{}{}", self.server.url(), path_and_query.into());
         let req = hyper::Request::builder()
             .uri(uri)
             .header("accept", "application/json")
