@@ -1,3 +1,4 @@
 //! End-to-end support for Keelson.
 
 pub mod apiserver;
+pub mod harness;

@@ -1,0 +1,451 @@
+//! The end-to-end harness: a cluster (a real one when `KEELSON_E2E_KUBECONFIG` or `KUBECONFIG`
+//! names one, otherwise the in-process API server), a fresh namespace per test with Keelson's CRD
+//! installed, and the real Keelson operator started through the library's entry point.
+//!
+//! Scenarios are written once against the `kube::Client` and run the same way in both modes;
+//! the few things only the in-process server can do (inject faults, count writes) are reached
+//! through [`Env::server`].
+
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::{
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use keelson::{
+    api::Application,
+    controller::{ControllerConfig, watch::Scope},
+    runtime::{admin::AdminState, leader::LeaseSettings, metrics::Metrics},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::apiserver::{ApiServer, ServerOptions};
+
+/// The field manager of the harness's own writes (a user's `kubectl apply`).
+pub const USER_MANAGER: &str = "e2e-user";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `shared/`, beside the repository (or `KEELSON_SHARED_DIR`).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("KEELSON_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("..").join("shared"))
+}
+
+/// The kubeconfig of a real cluster to run against, if one is configured.
+pub fn real_cluster_kubeconfig() -> Option<PathBuf> {
+    ["KEELSON_E2E_KUBECONFIG", "KUBECONFIG"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+}
+
+/// How long a scenario waits for convergence: a real cluster pulls images and starts pods.
+pub fn converge_timeout(real: bool) -> Duration {
+    if real {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(20)
+    }
+}
+
+/// One test's cluster and namespace.
+pub struct Env {
+    /// A client for the cluster.
+    pub client: Client,
+    /// The in-process server, when not on a real cluster.
+    pub server: Option<ApiServer>,
+    /// The test's namespace.
+    pub namespace: String,
+    /// Upstream CRDs this test installed (removed on cleanup in a real cluster).
+    installed_crds: Vec<String>,
+}
+
+/// Options of [`Env::start`].
+#[derive(Clone, Debug)]
+pub struct EnvOptions {
+    /// Install the ServiceMonitor CRD (in-process mode; a real cluster keeps what it has).
+    pub service_monitors: bool,
+    /// Install the Gateway API HTTPRoute CRDs (likewise).
+    pub http_routes: bool,
+    /// In-process server options.
+    pub server: ServerOptions,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        EnvOptions {
+            service_monitors: true,
+            http_routes: true,
+            server: ServerOptions::default(),
+        }
+    }
+}
+
+impl Env {
+    /// Connect, create a fresh namespace `<prefix>-<random>`, install Keelson's CRD.
+    pub async fn start(prefix: &str, opts: EnvOptions) -> anyhow::Result<Env> {
+        let (client, server) = match real_cluster_kubeconfig() {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(&path)?;
+                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+                (Client::try_from(cfg)?, None)
+            }
+            None => {
+                let server = ApiServer::start(opts.server.clone()).await?;
+                let cfg = kube::Config::new(server.url().parse()?);
+                (Client::try_from(cfg)?, Some(server))
+            }
+        };
+        let namespace = format!("{prefix}-{:08x}", rand::random::<u32>());
+        let mut env = Env {
+            client,
+            server,
+            namespace,
+            installed_crds: Vec::new(),
+        };
+        env.apply_crd_file(&repo_root().join("crds/keelson.dev_applications.yaml"))
+            .await?;
+        if env.server.is_some() {
+            if opts.service_monitors {
+                env.install_upstream_crd("monitoring.coreos.com_servicemonitors.yaml")
+                    .await?;
+            }
+            if opts.http_routes {
+                env.install_upstream_crd("gateway.networking.k8s.io_httproutes.yaml")
+                    .await?;
+            }
+        }
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": env.namespace}}))?;
+        Api::<Namespace>::all(env.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        Ok(env)
+    }
+
+    /// Whether this runs against a real cluster.
+    pub fn real(&self) -> bool {
+        self.server.is_none()
+    }
+
+    /// Install one of the upstream CRDs from `shared/crds/`.
+    pub async fn install_upstream_crd(&mut self, file: &str) -> anyhow::Result<()> {
+        let name = self
+            .apply_crd_file(&shared_dir().join("crds").join(file))
+            .await?;
+        self.installed_crds.push(name);
+        Ok(())
+    }
+
+    /// Whether the cluster already has a CRD.
+    pub async fn has_crd(&self, name: &str) -> anyhow::Result<bool> {
+        Ok(Api::<CustomResourceDefinition>::all(self.client.clone())
+            .get_opt(name)
+            .await?
+            .is_some())
+    }
+
+    async fn apply_crd_file(&self, path: &std::path::Path) -> anyhow::Result<String> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let crd: CustomResourceDefinition = serde_norway::from_str(&text)?;
+        let name = crd.name_any();
+        let api = Api::<CustomResourceDefinition>::all(self.client.clone());
+        api.patch(
+            &name,
+            &PatchParams::apply(USER_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        wait_for(Duration::from_secs(30), || async {
+            let c = api.get(&name).await.ok()?;
+            let established = c
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        })
+        .await
+        .with_context(|| format!("CRD {name} never became Established"))?;
+        Ok(name)
+    }
+
+    /// Start the Keelson operator, watching this test's namespace.
+    pub fn start_operator(&self, opts: OperatorOptions) -> Operator {
+        Operator::start(self.client.clone(), &self.namespace, opts)
+    }
+
+    /// Applications in the namespace.
+    pub fn apps(&self) -> Api<Application> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// A sample's Application, moved into this namespace.
+    pub fn sample(&self, file: &str) -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(repo_root().join("samples").join(file))?;
+        let mut v: Value = serde_norway::from_str(&text)?;
+        v["metadata"]["namespace"] = json!(self.namespace);
+        if self.real() {
+            runnable_images(&mut v);
+        }
+        Ok(v)
+    }
+
+    /// Apply an Application as a user would (`kubectl apply --server-side`).
+    pub async fn apply_app(&self, app: &Value) -> anyhow::Result<Application> {
+        let name = app["metadata"]["name"].as_str().context("metadata.name")?;
+        Ok(self
+            .apps()
+            .patch(
+                name,
+                &PatchParams::apply(USER_MANAGER).force(),
+                &Patch::Apply(app),
+            )
+            .await?)
+    }
+
+    /// An API for any namespaced kind of this namespace.
+    pub fn dynamic(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+    ) -> Api<DynamicObject> {
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
+    }
+
+    /// Wait until the Application's condition `type_` has `status`; returns the Application.
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Application> {
+        let apps = self.apps();
+        wait_for(timeout, || async {
+            let app = apps.get(name).await.ok()?;
+            let st = app.status.as_ref()?;
+            let current = st.observed_generation == app.metadata.generation;
+            let ok = st.conditions.iter().any(|c| c.type_ == type_ && c.status == status);
+            (current && ok).then_some(app)
+        })
+        .await
+        .with_context(|| {
+            format!("Application {name} never had {type_}={status} for its current generation within {timeout:?}")
+        })
+    }
+
+    /// Every object of Keelson's child kinds in the namespace with the Application's label, as
+    /// `Kind/name` → object.
+    pub async fn children(
+        &self,
+        app: &str,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, DynamicObject>> {
+        let lp = ListParams::default().labels(&format!("keelson.dev/application={app}"));
+        let mut out = std::collections::BTreeMap::new();
+        for (g, v, k, p) in CHILD_KINDS {
+            let api = self.dynamic(g, v, k, p);
+            match api.list(&lp).await {
+                Ok(list) => {
+                    for o in list.items {
+                        out.insert(format!("{k}/{}", o.name_any()), o);
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {} // API not served
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete the namespace (and, in a real cluster, the upstream CRDs this test installed).
+    pub async fn cleanup(self) {
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.namespace, &DeleteParams::default())
+            .await;
+        if self.real() {
+            for crd in &self.installed_crds {
+                let _ = Api::<CustomResourceDefinition>::all(self.client.clone())
+                    .delete(crd, &DeleteParams::default())
+                    .await;
+            }
+        }
+        if let Some(s) = self.server {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// The kinds Keelson creates: (group, version, kind, plural).
+pub const CHILD_KINDS: &[(&str, &str, &str, &str)] = &[
+    ("", "v1", "Secret", "secrets"),
+    ("", "v1", "Service", "services"),
+    ("apps", "v1", "StatefulSet", "statefulsets"),
+    ("apps", "v1", "Deployment", "deployments"),
+    (
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+    ),
+    (
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+    ),
+    (
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+        "servicemonitors",
+    ),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+    ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+];
+
+/// On a real cluster the samples' made-up images would never start: run a small real HTTP
+/// server that answers the samples' probe paths, as a non-root user.
+fn runnable_images(app: &mut Value) {
+    if let Some(services) = app["spec"]["services"].as_array_mut() {
+        for s in services {
+            let port = s["ports"][0]["port"].as_i64().unwrap_or(8080);
+            s["image"] = json!("registry.k8s.io/e2e-test-images/agnhost:2.53");
+            s["args"] = json!(["netexec", format!("--http-port={port}")]);
+            s["runAsUser"] = json!(65532);
+            if let Some(p) = s.get_mut("probes").and_then(Value::as_object_mut) {
+                for (_, probe) in p.iter_mut() {
+                    if probe.get("httpGet").is_some() {
+                        probe["httpGet"]["path"] = json!("/healthz");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, or fail after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Options of the operator under test.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    /// Full resync period.
+    pub resync: Duration,
+    /// Leader election on this Lease (in the test's namespace), with this identity.
+    pub lease: Option<(String, String)>,
+    /// Lease duration.
+    pub lease_duration: Duration,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        OperatorOptions {
+            resync: Duration::from_secs(60),
+            lease: None,
+            lease_duration: Duration::from_secs(4),
+        }
+    }
+}
+
+/// A running Keelson operator.
+pub struct Operator {
+    task: JoinHandle<anyhow::Result<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
+    /// Its admin state (readiness).
+    pub admin: AdminState,
+}
+
+impl Operator {
+    /// Start the operator through `keelson::runtime::run_operator`.
+    pub fn start(client: Client, namespace: &str, opts: OperatorOptions) -> Operator {
+        let config = ControllerConfig {
+            scope: Scope::Namespaces(vec![namespace.to_string()]),
+            resync: opts.resync,
+            discovery_interval: Duration::from_secs(1),
+            concurrency: 8,
+            instance: opts.lease.as_ref().map(|(_, id)| id.clone()),
+        };
+        let lease = opts.lease.map(|(name, identity)| LeaseSettings {
+            name,
+            namespace: namespace.to_string(),
+            identity,
+            duration: opts.lease_duration,
+            grace: Duration::from_secs(1),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let admin = AdminState::new(metrics.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(keelson::runtime::run_operator(
+            client,
+            config,
+            lease,
+            metrics.clone(),
+            admin.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Operator {
+            task,
+            stop: Some(stop),
+            metrics,
+            admin,
+        }
+    }
+
+    /// Whether this replica leads (or runs without election).
+    pub fn leading(&self) -> bool {
+        self.metrics.leader.get() == 1
+    }
+
+    /// Shut down gracefully (in-flight reconciles finish, the lease is released).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match tokio::time::timeout(Duration::from_secs(30), &mut self.task).await {
+            Ok(r) => r?,
+            Err(_) => bail!("the operator did not shut down within 30 s"),
+        }
+    }
+
+    /// Kill it without any cleanup, as a crashed pod would end.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,581 @@
+//! End-to-end scenarios: the real Keelson operator, through its library entry point, with a real
+//! `kube::Client`, against the in-process API server, or a real cluster when
+//! `KEELSON_E2E_KUBECONFIG` / `KUBECONFIG` names one. Each test has its own namespace.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use e2e::harness::{Env, EnvOptions, OperatorOptions, converge_timeout, wait_for};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+
+const READY: &str = "Ready";
+
+fn versions(children: &BTreeMap<String, DynamicObject>) -> BTreeMap<String, String> {
+    children
+        .iter()
+        .map(|(k, o)| (k.clone(), o.resource_version().unwrap_or_default()))
+        .collect()
+}
+
+async fn secret_data(env: &Env, name: &str) -> Value {
+    let o = env
+        .dynamic("", "v1", "Secret", "secrets")
+        .get(name)
+        .await
+        .unwrap();
+    o.data["data"].clone()
+}
+
+/// The shop plus a background worker that nothing routes to.
+fn shop_with_worker(env: &Env) -> Value {
+    let mut app = env.sample("shop.yaml").unwrap();
+    let mut worker = app["spec"]["services"][1].clone();
+    worker["name"] = json!("worker");
+    worker["scaling"] = json!({"minReplicas": 2, "maxReplicas": 4});
+    worker["uses"] = json!(["cache"]);
+    app["spec"]["services"].as_array_mut().unwrap().push(worker);
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_converges_with_every_child() {
+    let env = Env::start("e2e-create", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = env.start_operator(OperatorOptions::default());
+    let app = env
+        .apply_app(&env.sample("shop.yaml").unwrap())
+        .await
+        .unwrap();
+    let uid = app.uid().unwrap();
+
+    let ready = env
+        .wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let st = ready.status.clone().unwrap();
+    assert_eq!(st.observed_generation, ready.metadata.generation);
+    assert_eq!(st.services_ready.as_deref(), Some("4/4"));
+    assert_eq!(st.url.as_deref(), Some("https://shop.example.com"));
+    assert!(
+        st.services.iter().all(|s| s.ready && s.ready_replicas >= 1),
+        "{:?}",
+        st.services
+    );
+    assert!(st.databases.iter().all(|d| d.ready), "{:?}", st.databases);
+    assert_eq!(st.gateway.as_ref().map(|g| g.created), Some(true));
+
+    let children = env.children("shop").await.unwrap();
+    let count = |kind: &str| {
+        children
+            .keys()
+            .filter(|k| k.starts_with(&format!("{kind}/")))
+            .count()
+    };
+    assert_eq!(count("Deployment"), 4);
+    assert_eq!(count("Service"), 6);
+    assert_eq!(count("StatefulSet"), 2);
+    assert_eq!(count("Secret"), 2);
+    assert_eq!(count("HorizontalPodAutoscaler"), 3);
+    assert_eq!(count("PodDisruptionBudget"), 2);
+    assert_eq!(count("Ingress"), 1);
+    if !env.real() {
+        assert_eq!(count("ServiceMonitor"), 3);
+    }
+    for (key, o) in &children {
+        let owner = o
+            .owner_references()
+            .iter()
+            .find(|r| r.controller == Some(true))
+            .unwrap_or_else(|| panic!("{key} has no controller owner"));
+        assert_eq!(owner.uid, uid, "{key}");
+        assert_eq!(owner.kind, "Application");
+        let l = o.labels();
+        assert_eq!(
+            l.get("app.kubernetes.io/managed-by").map(String::as_str),
+            Some("keelson"),
+            "{key}"
+        );
+        assert_eq!(
+            l.get("app.kubernetes.io/part-of").map(String::as_str),
+            Some("shop"),
+            "{key}"
+        );
+        assert!(
+            l.contains_key("app.kubernetes.io/name")
+                && l.contains_key("app.kubernetes.io/component"),
+            "{key}"
+        );
+        assert!(!l.contains_key("app.kubernetes.io/instance"), "{key}");
+    }
+    let orders = &children["Deployment/shop-orders"];
+    let env_names: Vec<&str> = orders.data["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        env_names.contains(&"ORDERS_DB_URL") && env_names.contains(&"CACHE_PASSWORD"),
+        "{env_names:?}"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_repaired() {
+    let env = Env::start("e2e-drift", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = env.start_operator(OperatorOptions::default());
+    env.apply_app(&env.sample("shop.yaml").unwrap())
+        .await
+        .unwrap();
+    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let repair = if env.real() {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(2)
+    };
+    let deployments = env.dynamic("apps", "v1", "Deployment", "deployments");
+    let original = deployments.get("shop-payment").await.unwrap();
+    let image = original.data["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+
+    // A hand edit of the image and of the fixed replica count.
+    let edit = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "payment", "image": "evil:latest"}]}}}});
+    deployments
+        .patch(
+            "shop-payment",
+            &PatchParams::default(),
+            &Patch::Strategic(&edit),
+        )
+        .await
+        .unwrap();
+    wait_for(repair, || async {
+        let d = deployments.get("shop-payment").await.ok()?;
+        let c = &d.data["spec"]["template"]["spec"]["containers"][0];
+        (c["image"] == image && d.data["spec"]["replicas"] == 2).then_some(())
+    })
+    .await
+    .expect("the image and replicas are restored");
+
+    // A deleted child comes back (a new object).
+    let services = env.dynamic("", "v1", "Service", "services");
+    let old_uid = services.get("shop-orders").await.unwrap().uid();
+    services
+        .delete("shop-orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(repair, || async {
+        let s = services.get("shop-orders").await.ok()?;
+        (s.uid() != old_uid).then_some(())
+    })
+    .await
+    .expect("the deleted Service is recreated");
+    assert!(op.metrics.encode().contains("keelson_drift_repairs_total"));
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_service_is_pruned_and_nothing_else_changes() {
+    let env = Env::start("e2e-prune", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = env.start_operator(OperatorOptions::default());
+    let mut app = shop_with_worker(&env);
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let before = env.children("shop").await.unwrap();
+    let worker: Vec<String> = before
+        .keys()
+        .filter(|k| k.ends_with("/shop-worker"))
+        .cloned()
+        .collect();
+    let mut expected = vec![
+        "Deployment/shop-worker",
+        "HorizontalPodAutoscaler/shop-worker",
+        "PodDisruptionBudget/shop-worker",
+        "Service/shop-worker",
+    ];
+    if !env.real() {
+        expected.push("ServiceMonitor/shop-worker");
+    }
+    expected.sort();
+    assert_eq!(worker, expected);
+
+    app["spec"]["services"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["name"] != "worker");
+    env.apply_app(&app).await.unwrap();
+    let after = wait_for(converge_timeout(env.real()), || async {
+        let c = env.children("shop").await.ok()?;
+        (!c.keys().any(|k| k.ends_with("/shop-worker"))).then_some(c)
+    })
+    .await
+    .expect("the worker's children are pruned");
+    let mut untouched = versions(&before);
+    untouched.retain(|k, _| !k.ends_with("/shop-worker"));
+    assert_eq!(
+        versions(&after),
+        untouched,
+        "nothing but the worker changed"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_is_reported_and_deletes_nothing() {
+    let env = Env::start("e2e-invalid", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = env.start_operator(OperatorOptions::default());
+    let mut app = env.sample("shop.yaml").unwrap();
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let before = versions(&env.children("shop").await.unwrap());
+
+    // Passes admission (the schema cannot see it), fails validation: a probe on an undeclared
+    // port, and a removed service that would otherwise be pruned.
+    app["spec"]["services"][0]["probes"]["readiness"]["httpGet"]["port"] = json!("grpc");
+    app["spec"]["services"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["name"] != "payment");
+    app["spec"]["gateway"]["routes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["service"] != "payment");
+    env.apply_app(&app).await.unwrap();
+    let invalid = env
+        .wait_condition("shop", READY, "False", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ready = invalid
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == READY)
+        .unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready
+            .message
+            .contains("spec.services[0].probes.readiness.httpGet.port"),
+        "{}",
+        ready.message
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        versions(&env.children("shop").await.unwrap()),
+        before,
+        "an invalid spec changed children"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_application_collects_children_but_keeps_retained_volumes() {
+    let env = Env::start("e2e-delete", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = env.start_operator(OperatorOptions::default());
+    let mut app = env.sample("shop.yaml").unwrap();
+    app["spec"]["databases"][1]["deletionPolicy"] = json!("Delete"); // cache
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let pvcs = env.dynamic("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
+    let claims = wait_for(converge_timeout(env.real()), || async {
+        let names: Vec<String> = pvcs
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        (names.len() == 2).then_some(names)
+    })
+    .await
+    .expect("each database has its volume claim");
+    assert!(
+        claims.contains(&"data-shop-orders-db-0".to_string()),
+        "{claims:?}"
+    );
+
+    env.apps()
+        .delete("shop", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for(converge_timeout(env.real()), || async {
+        let c = env.children("shop").await.ok()?;
+        c.is_empty().then_some(())
+    })
+    .await
+    .expect("children are garbage-collected");
+    let left = wait_for(converge_timeout(env.real()), || async {
+        let names: Vec<String> = pvcs
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        (names.len() == 1).then_some(names)
+    })
+    .await
+    .expect("the Delete policy's claim goes");
+    assert_eq!(
+        left,
+        vec!["data-shop-orders-db-0".to_string()],
+        "the retained claim survives"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_optional_apis_are_reported_and_used_once_installed() {
+    let opts = EnvOptions {
+        service_monitors: false,
+        http_routes: false,
+        ..EnvOptions::default()
+    };
+    let mut env = Env::start("e2e-optional", opts).await.unwrap();
+    if env.real()
+        && (env
+            .has_crd("servicemonitors.monitoring.coreos.com")
+            .await
+            .unwrap()
+            || env
+                .has_crd("httproutes.gateway.networking.k8s.io")
+                .await
+                .unwrap())
+    {
+        eprintln!(
+            "skipped: the cluster already serves the optional APIs, which this test must not remove"
+        );
+        env.cleanup().await;
+        return;
+    }
+    let op = env.start_operator(OperatorOptions::default());
+    env.apply_app(&env.sample("shop.yaml").unwrap())
+        .await
+        .unwrap();
+    let mut blog = env.sample("httproute.yaml").unwrap();
+    blog["metadata"]["namespace"] = json!(env.namespace);
+    env.apply_app(&blog).await.unwrap();
+
+    let shop = env
+        .wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let apis = shop
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "APIsAvailable")
+        .unwrap();
+    assert_eq!(apis.status, "False");
+    assert!(
+        apis.message.contains("ServiceMonitor")
+            && apis.message.contains("monitoring.coreos.com/v1"),
+        "{}",
+        apis.message
+    );
+    let blog_app = env
+        .wait_condition(
+            "blog",
+            "APIsAvailable",
+            "False",
+            converge_timeout(env.real()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        blog_app.status.unwrap().gateway.map(|g| g.created),
+        Some(false)
+    );
+    assert_eq!(
+        env.children("shop")
+            .await
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("Deployment/"))
+            .count(),
+        4
+    );
+
+    env.install_upstream_crd("monitoring.coreos.com_servicemonitors.yaml")
+        .await
+        .unwrap();
+    env.install_upstream_crd("gateway.networking.k8s.io_httproutes.yaml")
+        .await
+        .unwrap();
+    env.wait_condition("shop", "APIsAvailable", "True", Duration::from_secs(30))
+        .await
+        .unwrap();
+    env.wait_condition("blog", "APIsAvailable", "True", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let shop_children = env.children("shop").await.unwrap();
+    assert_eq!(
+        shop_children
+            .keys()
+            .filter(|k| k.starts_with("ServiceMonitor/"))
+            .count(),
+        3
+    );
+    assert!(
+        env.children("blog")
+            .await
+            .unwrap()
+            .contains_key("HTTPRoute/blog")
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_convergence_ends_the_same_and_keeps_credentials() {
+    let env = Env::start("e2e-restart", EnvOptions::default())
+        .await
+        .unwrap();
+    if let Some(s) = &env.server {
+        s.set_workloads_ready(false);
+    }
+    let op = env.start_operator(OperatorOptions::default());
+    env.apply_app(&env.sample("shop.yaml").unwrap())
+        .await
+        .unwrap();
+    // Converging: the Secrets exist, workloads are not ready yet.
+    let secrets = env.dynamic("", "v1", "Secret", "secrets");
+    wait_for(converge_timeout(env.real()), || async {
+        let n = secrets
+            .list(&ListParams::default().labels("keelson.dev/application=shop"))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let creds = secret_data(&env, "shop-orders-db-credentials").await;
+    op.kill();
+
+    let op = env.start_operator(OperatorOptions::default());
+    if let Some(s) = &env.server {
+        s.set_workloads_ready(true);
+    }
+    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    assert_eq!(
+        secret_data(&env, "shop-orders-db-credentials").await,
+        creds,
+        "credentials were regenerated"
+    );
+    let children = env.children("shop").await.unwrap();
+    assert_eq!(
+        children.len(),
+        if env.real() { 20 } else { 23 },
+        "{:?}",
+        children.keys()
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_converges_through_injected_faults() {
+    let env = Env::start("e2e-faults", EnvOptions::default())
+        .await
+        .unwrap();
+    let Some(server) = env.server.clone() else {
+        eprintln!("skipped: faults can only be injected into the in-process API server");
+        env.cleanup().await;
+        return;
+    };
+    let op = env.start_operator(OperatorOptions::default());
+    server.faults().set_error_rate(0.10);
+    server.faults().set_apply_conflict_rate(0.10);
+    server.faults().set_watch_drop_after(Some(25));
+    env.apply_app(&env.sample("shop.yaml").unwrap())
+        .await
+        .unwrap();
+    env.wait_condition("shop", READY, "True", Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert!(server.stats().faults_injected > 0, "no fault was injected");
+    server.faults().clear();
+    let creds = secret_data(&env, "shop-orders-db-credentials").await;
+    let children = env.children("shop").await.unwrap();
+    assert_eq!(children.len(), 23, "{:?}", children.keys());
+    let secrets = server.list_objects("", "v1", "secrets", Some(&env.namespace));
+    assert_eq!(secrets.len(), 2, "duplicate credentials Secrets");
+    // Another pass with faults off changes no credential.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(secret_data(&env, "shop-orders-db-credentials").await, creds);
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_state_resync_writes_nothing() {
+    let env = Env::start("e2e-steady", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = env.start_operator(OperatorOptions {
+        resync: Duration::from_secs(1),
+        ..OperatorOptions::default()
+    });
+    env.apply_app(&env.sample("shop.yaml").unwrap())
+        .await
+        .unwrap();
+    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    // Let the last status and controller writes settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let apps: Api<keelson::api::Application> = env.apps();
+    let app_rv = apps.get("shop").await.unwrap().resource_version();
+    let before = versions(&env.children("shop").await.unwrap());
+    if let Some(s) = &env.server {
+        s.reset_stats();
+    }
+    let reconciles_before = op.metrics.encode();
+    // Three full resyncs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_ne!(op.metrics.encode(), reconciles_before, "no resync happened");
+    if let Some(s) = &env.server {
+        let st = s.stats();
+        assert_eq!(st.writes, 0, "a no-op resync wrote: {st:?}");
+    }
+    assert_eq!(
+        apps.get("shop").await.unwrap().resource_version(),
+        app_rv,
+        "status was rewritten"
+    );
+    assert_eq!(versions(&env.children("shop").await.unwrap()), before);
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
