@@ -68,15 +68,17 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serve the admin routes on `addr` in the background.
+/// Serve the admin routes on `addr` in the background; returns the task and the bound address.
 pub async fn serve(
     addr: SocketAddr,
     state: AdminState,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> std::io::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router(state)).await {
             tracing::error!(error = %e, "admin server failed");
         }
-    }))
+    });
+    Ok((task, bound))
 }

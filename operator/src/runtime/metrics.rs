@@ -41,6 +41,33 @@ pub struct BuildLabel {
     pub version: &'static str,
 }
 
+/// Values of the `result` label.
+pub const RESULTS: [&str; 3] = ["success", "invalid_spec", "error"];
+/// Values of the `category` label (see `controller::Error::category`).
+pub const ERROR_CATEGORIES: [&str; 9] = [
+    "invalid_spec",
+    "conflict",
+    "throttled",
+    "forbidden",
+    "not_found",
+    "rejected",
+    "server",
+    "api",
+    "transport",
+];
+/// Values of the `kind` label.
+pub const CHILD_KINDS: [&str; 9] = [
+    "Secret",
+    "Service",
+    "StatefulSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ServiceMonitor",
+    "Ingress",
+    "HTTPRoute",
+];
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -131,6 +158,18 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "The running build (value 1)", build);
+        // Export every known series from the start, at zero, so rates and alerts work at once.
+        for result in RESULTS {
+            let _ = m.reconciles.get_or_create(&ResultLabel { result });
+        }
+        for category in ERROR_CATEGORIES {
+            let _ = m.errors.get_or_create(&CategoryLabel { category });
+        }
+        for kind in CHILD_KINDS {
+            let _ = m.applied.get_or_create(&KindLabel { kind });
+            let _ = m.pruned.get_or_create(&KindLabel { kind });
+            let _ = m.drift_repairs.get_or_create(&KindLabel { kind });
+        }
         Metrics { registry, ..m }
     }
 

@@ -152,8 +152,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let client = client().await?;
     let metrics = Arc::new(metrics::Metrics::new());
     let admin_state = admin::AdminState::new(metrics.clone());
-    let admin = admin::serve(args.admin_addr, admin_state.clone()).await?;
-    tracing::info!(addr = %args.admin_addr, "admin server listening");
+    let (admin, bound) = admin::serve(args.admin_addr, admin_state.clone())
+        .await
+        .with_context(|| format!("cannot serve the admin endpoints on {}", args.admin_addr))?;
+    tracing::info!(addr = %bound, "admin server listening");
     let result = run_operator(
         client,
         args.controller_config(),
