@@ -3,6 +3,9 @@
 //! Every doc comment on a field below becomes `kubectl explain` text, so it says what the field
 //! does, its default, and how it relates to the others.
 
+// Several printer columns repeat `type_ = "string"`, which this lint mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -395,6 +395,14 @@ impl Checker {
     }
 
     fn check(&mut self, name: &str, namespace: &str, spec: &ApplicationSpec) -> Model {
+        if !is_dns_1035_label(name) {
+            self.err(
+                "metadata.name",
+                format!(
+                    "the Application's name `{name}` starts the names of Kubernetes Services, which must start with a letter and hold only lowercase letters, digits and `-`: rename the Application"
+                ),
+            );
+        }
         self.unique(
             "spec.services",
             spec.services.iter().map(|s| s.name.as_str()),
@@ -461,6 +469,9 @@ impl Checker {
             &d.name,
             MAX_STATEFULSET_NAME,
         );
+        if let Some(r) = &d.resources {
+            self.requests_within_limits(&format!("spec.databases[{i}].resources"), r);
+        }
         DatabaseModel {
             secret_name: format!("{object_name}-credentials"),
             object_name,
@@ -489,6 +500,11 @@ impl Checker {
         let field = format!("spec.services[{i}]");
         let object_name = self.object_name(format!("{field}.name"), app, &s.name, MAX_LABEL_NAME);
 
+        self.unique(
+            &format!("{field}.ports"),
+            s.ports.iter().map(|p| p.name.as_str()),
+            "port",
+        );
         let mut port_numbers = BTreeSet::new();
         for (j, p) in s.ports.iter().enumerate() {
             if !port_numbers.insert((p.port, p.protocol.unwrap_or(Protocol::Tcp) == Protocol::Tcp))
@@ -533,9 +549,20 @@ impl Checker {
             }
         }
 
+        let mut listed = BTreeSet::new();
+        for (j, u) in s.uses.iter().enumerate() {
+            if !listed.insert(u.as_str()) {
+                self.err(
+                    format!("{field}.uses[{j}]"),
+                    format!("database `{u}` is listed twice in uses: list it once"),
+                );
+            }
+        }
+        let mut resolved = BTreeSet::new();
         let uses: Vec<DatabaseRef> = s
             .uses
             .iter()
+            .filter(|u| resolved.insert(u.as_str()))
             .filter_map(|u| databases.iter().find(|d| &d.spec.name == u))
             .map(|d| DatabaseRef {
                 name: d.spec.name.clone(),
@@ -720,6 +747,15 @@ impl Checker {
             url,
         }
     }
+}
+
+/// Whether `name` is a DNS-1035 label, as Kubernetes Service names must be.
+fn is_dns_1035_label(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn declared(names: &BTreeSet<&str>) -> String {

@@ -36,18 +36,21 @@ struct Record {
     resource_version: Option<String>,
 }
 
-/// Per Application (by uid), per child (kind, name): the last apply.
+/// A child of one Application: (kind, name).
+type ChildKey = (&'static str, String);
+
+/// Per Application (by uid), per child: the last apply.
 #[derive(Default)]
 pub struct ApplyCache {
-    inner: Mutex<HashMap<String, HashMap<(&'static str, String), Record>>>,
+    inner: Mutex<HashMap<String, HashMap<ChildKey, Record>>>,
 }
 
 impl ApplyCache {
-    fn get(&self, app: &str, key: &(&'static str, String)) -> Option<Record> {
+    fn get(&self, app: &str, key: &ChildKey) -> Option<Record> {
         self.inner.lock().expect("lock").get(app)?.get(key).cloned()
     }
 
-    fn put(&self, app: &str, key: (&'static str, String), record: Record) {
+    fn put(&self, app: &str, key: ChildKey, record: Record) {
         self.inner
             .lock()
             .expect("lock")
@@ -56,7 +59,7 @@ impl ApplyCache {
             .insert(key, record);
     }
 
-    fn remove(&self, app: &str, key: &(&'static str, String)) {
+    fn remove(&self, app: &str, key: &ChildKey) {
         if let Some(m) = self.inner.lock().expect("lock").get_mut(app) {
             m.remove(key);
         }
