@@ -286,6 +286,11 @@ async fn first_reconcile_creates_every_child_and_writes_status() {
         .unwrap();
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "WaitingForWorkloads");
+    // The Application itself is never written, only its status (Argo CD stays in sync).
+    assert!(
+        !w.iter().any(|c| c.contains("/applications/") && !c.ends_with("/status")),
+        "{w:#?}"
+    );
     // An Event says what was created.
     assert!(calls.iter().any(|c| c.method == "POST"
         && c.path.contains("/events")
