@@ -622,6 +622,17 @@ databases: [{name: db, engine: postgres, storage: {size: ten gigs}}]
 }
 
 #[test]
+fn quantities_are_strings() {
+    // The schema types quantities as strings, as the API server will: `cpu: 1` must be quoted.
+    assert_only(
+        &errors("services: [{name: web, image: web:1, resources: {limits: {cpu: 1}}}]"),
+        "spec.services[0].resources.limits.cpu",
+        "1 is not of type \"string\"",
+    );
+    model("services: [{name: web, image: web:1, resources: {limits: {cpu: \"1\"}}}]");
+}
+
+#[test]
 fn duration_pattern() {
     for bad in ["30 seconds", "30", "1.5m"] {
         assert_only(
