@@ -288,7 +288,8 @@ async fn first_reconcile_creates_every_child_and_writes_status() {
     assert_eq!(ready["reason"], "WaitingForWorkloads");
     // The Application itself is never written, only its status (Argo CD stays in sync).
     assert!(
-        !w.iter().any(|c| c.contains("/applications/") && !c.ends_with("/status")),
+        !w.iter()
+            .any(|c| c.contains("/applications/") && !c.ends_with("/status")),
         "{w:#?}"
     );
     // An Event says what was created.

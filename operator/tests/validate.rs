@@ -1620,3 +1620,54 @@ databases:
         "database `orders-db` is listed twice in uses: list it once",
     );
 }
+
+mod duplicates_the_schema_rejects_as_list_map_keys {
+    use keelson::api::validate::validate_value;
+    use serde_json::json;
+
+    fn errors(spec: serde_json::Value) -> Vec<(String, String)> {
+        validate_value("shop", "shop", &spec)
+            .unwrap_err()
+            .errors
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_duplicate_env_var_is_rejected() {
+        let e = errors(json!({"services": [{"name": "web", "image": "x:1",
+            "env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}]}));
+        assert!(
+            e.iter()
+                .any(|(f, m)| f == "spec.services[0].env[1].name" && m.contains("set twice")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_host_is_rejected() {
+        let e = errors(
+            json!({"services": [{"name": "web", "image": "x:1", "ports": [{"name": "http", "port": 80}]}],
+            "gateway": {"hosts": ["a.example.com", "a.example.com"], "routes": [{"path": "/", "service": "web"}]}}),
+        );
+        assert!(
+            e.iter()
+                .any(|(f, m)| f == "spec.gateway.hosts[1]" && m.contains("listed twice")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn argo_cd_tracking_annotations_are_refused_on_the_gateway() {
+        let e = errors(
+            json!({"services": [{"name": "web", "image": "x:1", "ports": [{"name": "http", "port": 80}]}],
+            "gateway": {"annotations": {"argocd.argoproj.io/tracking-id": "x"}, "routes": [{"path": "/", "service": "web"}]}}),
+        );
+        assert!(
+            e.iter()
+                .any(|(f, m)| f == "spec.gateway.annotations" && m.contains("Argo CD")),
+            "{e:?}"
+        );
+    }
+}

@@ -586,7 +586,14 @@ impl Checker {
                 }
             }
         }
+        let mut env_names = BTreeSet::new();
         for (j, e) in s.env.iter().enumerate() {
+            if !env_names.insert(e.name.as_str()) {
+                self.err(
+                    format!("{field}.env[{j}].name"),
+                    format!("env var `{}` is set twice: keep one", e.name),
+                );
+            }
             if let Some(db) = injected.get(&e.name) {
                 self.err(
                     format!("{field}.env[{j}].name"),
@@ -688,6 +695,25 @@ impl Checker {
     }
 
     fn gateway(&mut self, g: &Gateway, services: &[ServiceModel]) -> GatewayModel {
+        let mut hosts = BTreeSet::new();
+        for (i, h) in g.hosts.iter().enumerate() {
+            if !hosts.insert(h.as_str()) {
+                self.err(
+                    format!("spec.gateway.hosts[{i}]"),
+                    format!("host `{h}` is listed twice: list it once"),
+                );
+            }
+        }
+        for key in g.annotations.keys() {
+            if key.starts_with("argocd.argoproj.io/") {
+                self.err(
+                    "spec.gateway.annotations",
+                    format!(
+                        "`{key}` is Argo CD's tracking annotation: on a child it makes Argo CD track (and prune) the child itself; remove it"
+                    ),
+                );
+            }
+        }
         let mut paths = BTreeSet::new();
         let mut routes = Vec::new();
         for (i, r) in g.routes.iter().enumerate() {
