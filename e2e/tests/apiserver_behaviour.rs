@@ -753,3 +753,68 @@ async fn many_objects_with_open_watches() {
     assert_eq!(list["items"].as_array().unwrap().len(), 500);
     assert_eq!(list["metadata"]["remainingItemCount"], n as u64 - 500);
 }
+
+#[tokio::test]
+async fn apply_create_gets_defaults_not_zero_values() {
+    let api = Api::with_rec(no_controllers()).await;
+    let mut d = deployment("web", 1, "nginx:1.27");
+    d["spec"].as_object_mut().unwrap().remove("replicas");
+    let created = api
+        .apply(&format!("{DEPLOYMENTS}/web"), "keelson", &d)
+        .await
+        .json();
+    assert_eq!(
+        created["spec"]["replicas"], 1,
+        "defaulted, not the Go zero value"
+    );
+    assert_eq!(created["status"], json!({}));
+}
+
+#[tokio::test]
+async fn metadata_only_lists_gets_and_watches() {
+    let api = Api::with_rec(no_controllers()).await;
+    let accept =
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+    api.apply(
+        &format!("{DEPLOYMENTS}/web"),
+        "keelson",
+        &deployment("web", 1, "nginx:1.27"),
+    )
+    .await;
+    let list = api
+        .request("GET", DEPLOYMENTS, None, None, Some(accept))
+        .await;
+    assert_eq!(
+        list.header("content-type"),
+        Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+    );
+    let list = list.json();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["name"], "web");
+    assert!(list["items"][0].get("spec").is_none());
+    let one = api
+        .request(
+            "GET",
+            &format!("{DEPLOYMENTS}/web"),
+            None,
+            None,
+            Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"),
+        )
+        .await
+        .json();
+    assert_eq!(one["kind"], "PartialObjectMetadata");
+    let lines = api
+        .watch_accept(
+            format!("{DEPLOYMENTS}?watch=true&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"),
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+            10,
+            Duration::from_secs(3),
+        )
+        .await;
+    assert_eq!(lines.len(), 2);
+    for (_, l) in &lines {
+        assert_eq!(l["object"]["kind"], "PartialObjectMetadata");
+        assert!(l["object"].get("spec").is_none());
+    }
+}

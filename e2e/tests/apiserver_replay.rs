@@ -697,6 +697,15 @@ async fn errors_create_in_terminating_namespace() {
     );
     api.replay_check("errors/403-create-in-terminating-namespace.json")
         .await;
+    // The namespace controller reports what holds the namespace.
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            api.get("/api/v1/namespaces/doomed").await.json()["status"]["conditions"].is_array()
+        })
+        .await
+    );
+    api.replay_check("misc/get-namespace-terminating.json")
+        .await;
     // The namespace controller deletes the content; the finalizer holds the ConfigMap.
     assert!(
         eventually(Duration::from_secs(3), || async {

@@ -620,6 +620,9 @@ fn namespace(st: &mut State, name: &str) -> bool {
         return true;
     }
     let mut remaining = 0;
+    // resource -> count, finalizer -> count
+    let mut resources: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut finalizers: std::collections::BTreeMap<String, usize> = Default::default();
     for def in st.namespaced_defs() {
         let names: Vec<(String, Arc<Value>)> = st
             .bucket(&def.store_key)
@@ -635,8 +638,20 @@ fn namespace(st: &mut State, name: &str) -> bool {
             if obj["metadata"].get("deletionTimestamp").is_none() {
                 let _ = st.delete(&def, name, &oname, &background(), &now());
             }
-            if st.get_stored(&def, name, &oname).is_some() {
+            if let Some(left) = st.get_stored(&def, name, &oname) {
                 remaining += 1;
+                *resources
+                    .entry(format!("{}.{}", def.plural, def.group))
+                    .or_default() += 1;
+                for f in left["metadata"]["finalizers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(f) = f.as_str() {
+                        *finalizers.entry(f.to_string()).or_default() += 1;
+                    }
+                }
             }
         }
     }
@@ -644,5 +659,74 @@ fn namespace(st: &mut State, name: &str) -> bool {
         st.remove_namespace(name);
         return true;
     }
+    // Conditions saying what holds the namespace, as the namespace controller reports them.
+    let old = &ns_obj["status"];
+    let join = |m: &std::collections::BTreeMap<String, usize>, sep: &str| {
+        m.iter()
+            .map(|(k, n)| format!("{k}{sep}{n} resource instances"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut conditions = vec![
+        condition(
+            old,
+            "NamespaceDeletionDiscoveryFailure",
+            "False",
+            "ResourcesDiscovered",
+            "All resources successfully discovered",
+            false,
+        ),
+        condition(
+            old,
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "False",
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed",
+            false,
+        ),
+        condition(
+            old,
+            "NamespaceDeletionContentFailure",
+            "False",
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization",
+            false,
+        ),
+        condition(
+            old,
+            "NamespaceContentRemaining",
+            "True",
+            "SomeResourcesRemain",
+            &format!(
+                "Some resources are remaining: {}",
+                join(&resources, " has ")
+            ),
+            false,
+        ),
+    ];
+    if finalizers.is_empty() {
+        conditions.push(condition(
+            old,
+            "NamespaceFinalizersRemaining",
+            "False",
+            "ContentHasNoFinalizers",
+            "All content-preserving finalizers finished",
+            false,
+        ));
+    } else {
+        conditions.push(condition(
+            old,
+            "NamespaceFinalizersRemaining",
+            "True",
+            "SomeFinalizersRemain",
+            &format!(
+                "Some content in the namespace has finalizers remaining: {}",
+                join(&finalizers, " in ")
+            ),
+            false,
+        ));
+    }
+    let status = json!({"phase": "Terminating", "conditions": conditions});
+    write_status(st, "", "v1", "namespaces", &ns_obj, status);
     false
 }

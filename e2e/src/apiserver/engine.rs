@@ -261,6 +261,13 @@ pub fn shape_of(def: &ResourceDef) -> Shape<'_> {
     }
 }
 
+/// An object with nothing but its type and identity.
+fn identity(def: &ResourceDef, ns: &str, name: &str) -> Value {
+    let mut z = json!({});
+    set_identity(&mut z, def, ns, name);
+    z
+}
+
 /// The Go zero value of the endpoint's kind, with identity metadata.
 fn baseline(def: &ResourceDef, ns: &str, name: &str) -> Value {
     let mut z = if def.builtin {
@@ -268,6 +275,11 @@ fn baseline(def: &ResourceDef, ns: &str, name: &str) -> Value {
     } else {
         json!({})
     };
+    set_identity(&mut z, def, ns, name);
+    z
+}
+
+fn set_identity(z: &mut Value, def: &ResourceDef, ns: &str, name: &str) {
     let m = z.as_object_mut().expect("object");
     m.insert("apiVersion".into(), json!(def.api_version()));
     m.insert("kind".into(), json!(def.kind));
@@ -277,7 +289,6 @@ fn baseline(def: &ResourceDef, ns: &str, name: &str) -> Value {
         md.insert("namespace".into(), json!(ns));
     }
     m.insert("metadata".into(), Value::Object(md));
-    z
 }
 
 fn zero_status(def: &ResourceDef) -> Option<Value> {
@@ -601,9 +612,11 @@ impl State {
                 } else if def.status {
                     set.remove_subtree(&["f:status".to_string()]);
                 }
+                // A create starts from an empty object (the Go zero value only matters for
+                // what update operations record as changed).
                 let base = live_view
                     .clone()
-                    .unwrap_or_else(|| baseline(def, ns, &name));
+                    .unwrap_or_else(|| identity(def, ns, &name));
                 let base = strip_managed(&base);
                 let mut merged = ssa::merge(Some(&base), &cfg, &shape);
                 // Fields this manager applied before and no longer applies go, unless another

@@ -107,6 +107,19 @@ fn present(def: &ResourceDef, obj: &Value, in_list: bool) -> Value {
     .unwrap_or(Value::Null)
 }
 
+/// The metadata-only form clients ask for with `as=PartialObjectMetadata[List]`.
+fn meta_only(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+           "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
+}
+
+fn wants_metadata(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata") && a.contains("g=meta.k8s.io"))
+}
+
 enum Route {
     Version,
     ApiVersions,
@@ -303,7 +316,17 @@ async fn handle(
     match result {
         Ok((code, body)) => {
             record(&shared, verb, Some(&res_key), code, wrote);
-            json_response(code, &body)
+            let mut resp = json_response(code, &body);
+            if let Some(kind) = body.get("kind").and_then(Value::as_str)
+                && kind.starts_with("PartialObjectMetadata")
+            {
+                let ct = format!("application/json;as={kind};g=meta.k8s.io;v=v1");
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_str(&ct).expect("header"),
+                );
+            }
+            resp
         }
         Err(e) => {
             record(&shared, verb, Some(&res_key), e.code, wrote);
@@ -482,6 +505,9 @@ fn get(shared: &Shared, req: &Req) -> Answer {
         .get_stored(&req.def, &req.ns, &req.name)
         .ok_or_else(|| req.def.res().not_found(&req.name))?;
     drop(st);
+    if wants_metadata(&req.headers) {
+        return Ok((200, meta_only(&obj)));
+    }
     Ok((200, present(&req.def, &obj, false)))
 }
 
@@ -512,7 +538,18 @@ fn list(shared: &Shared, req: &Req) -> Answer {
         let st = shared.state.lock().expect("state");
         st.list(def, req.namespace(), &query)?
     };
-    let items: Vec<Value> = result.items.iter().map(|o| present(def, o, true)).collect();
+    let meta = wants_metadata(&req.headers);
+    let items: Vec<Value> = result
+        .items
+        .iter()
+        .map(|o| {
+            if meta {
+                meta_only(o)
+            } else {
+                present(def, o, true)
+            }
+        })
+        .collect();
     let mut md = serde_json::Map::new();
     md.insert("resourceVersion".into(), json!(result.rv.to_string()));
     match &result.continue_token {
@@ -526,6 +563,12 @@ fn list(shared: &Shared, req: &Req) -> Answer {
     }
     if let Some(r) = result.remaining {
         md.insert("remainingItemCount".into(), json!(r));
+    }
+    if meta {
+        return Ok((
+            200,
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": md, "items": items}),
+        ));
     }
     Ok((
         200,
@@ -683,12 +726,22 @@ fn delete_collection(shared: &Shared, req: &Req) -> (Answer, u64) {
 
 /// Filters of one watch.
 struct WatchFilter {
+    /// Metadata-only objects (`as=PartialObjectMetadata`).
+    meta: bool,
     ns: Option<String>,
     label: LabelSelector,
     field: FieldSelector,
 }
 
 impl WatchFilter {
+    fn present(&self, def: &ResourceDef, obj: &Value) -> Value {
+        if self.meta {
+            meta_only(obj)
+        } else {
+            present(def, obj, false)
+        }
+    }
+
     fn matches(&self, def: &ResourceDef, obj: &Value) -> bool {
         if let Some(ns) = &self.ns
             && obj["metadata"]["namespace"].as_str() != Some(ns)
@@ -708,7 +761,7 @@ impl WatchFilter {
     }
 }
 
-fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Value {
+fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool, meta: bool) -> Value {
     let mut md = serde_json::Map::new();
     md.insert("resourceVersion".into(), json!(rv.to_string()));
     if initial_end {
@@ -716,6 +769,10 @@ fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Value {
             "annotations".into(),
             json!({"k8s.io/initial-events-end": "true"}),
         );
+    }
+    if meta {
+        return json!({"type": "BOOKMARK", "object": {"kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1", "metadata": md}});
     }
     let mut obj = if def.builtin {
         builtin::zero(&view_kind(def))
@@ -740,6 +797,7 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
     let query = list_query(q)?;
     let def = req.def.clone();
     let filter = WatchFilter {
+        meta: wants_metadata(&req.headers),
         ns: req.namespace().map(String::from),
         label: query.label,
         field: query.field,
@@ -772,12 +830,12 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
             for obj in bucket.objects.values() {
                 if filter.matches(&def, obj) {
                     lines.push(line(
-                        &json!({"type": "ADDED", "object": present(&def, obj, false)}),
+                        &json!({"type": "ADDED", "object": filter.present(&def, obj)}),
                     ));
                 }
             }
             if bookmarks {
-                lines.push(line(&bookmark(&def, st.rv, true)));
+                lines.push(line(&bookmark(&def, st.rv, true, filter.meta)));
             }
         } else if let Some(from) = start_rv {
             if from < bucket.compacted_rv {
@@ -850,7 +908,7 @@ fn event_line(def: &ResourceDef, filter: &WatchFilter, ev: &super::engine::Event
         _ => return None,
     };
     Some(line(
-        &json!({"type": ty.as_str(), "object": present(def, &ev.obj, false)}),
+        &json!({"type": ty.as_str(), "object": filter.present(def, &ev.obj)}),
     ))
 }
 
@@ -895,7 +953,7 @@ async fn run_watch(
             },
             _ = tokio::time::sleep_until(next_bookmark), if bookmarks => {
                 let rv = shared.state.lock().expect("state").rv;
-                if tx.send(Ok(line(&bookmark(&def, rv, false)))).await.is_err() {
+                if tx.send(Ok(line(&bookmark(&def, rv, false, filter.meta)))).await.is_err() {
                     return;
                 }
                 shared.stats.lock().expect("stats").watch_events += 1;

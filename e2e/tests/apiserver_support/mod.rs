@@ -232,10 +232,21 @@ impl Api {
         max: usize,
         limit: Duration,
     ) -> Vec<(Duration, Value)> {
+        self.watch_accept(path_and_query, "application/json", max, limit)
+            .await
+    }
+
+    pub async fn watch_accept(
+        &self,
+        path_and_query: impl Into<String>,
+        accept: &str,
+        max: usize,
+        limit: Duration,
+    ) -> Vec<(Duration, Value)> {
         let uri = format!("{}{}", self.server.url(), path_and_query.into());
         let req = hyper::Request::builder()
             .uri(uri)
-            .header("accept", "application/json")
+            .header("accept", accept)
             .body(Full::new(Bytes::new()))
             .expect("request");
         let start = Instant::now();
