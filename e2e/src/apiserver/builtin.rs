@@ -269,9 +269,10 @@ pub fn default_object(kind: &str, o: &mut Value) {
                 .or_insert_with(|| json!({})));
             set_default(spec, "conversion", json!({"strategy": "None"}));
         }
-        "Event" => {
+        // Go zero values that are always serialised (`source: {}`, `firstTimestamp: null`...).
+        "Event" | "Event.events.k8s.io" => {
             let m = o.as_object_mut().expect("object");
-            for (k, v) in zero("Event").as_object().expect("object") {
+            for (k, v) in zero(kind).as_object().expect("object") {
                 if !m.contains_key(k) {
                     m.insert(k.clone(), v.clone());
                 }

@@ -565,8 +565,7 @@ impl State {
                 }
                 body
             }
-            Write::MergePatch(p) | Write::JsonPatch(p) if live_view.is_none() => {
-                let _ = p;
+            Write::MergePatch(_) | Write::JsonPatch(_) if live_view.is_none() => {
                 return Err(res.not_found(&name));
             }
             Write::MergePatch(p) => {
@@ -672,11 +671,8 @@ impl State {
             m.insert("apiVersion".into(), json!(def.api_version()));
             m.insert("kind".into(), json!(def.kind));
         }
-        let body_ns = meta_str(&cand, "namespace").map(String::from);
-        if def.namespaced
-            && let Some(bns) = body_ns.filter(|b| !b.is_empty() && b != ns)
+        if def.namespaced && meta_str(&cand, "namespace").is_some_and(|b| !b.is_empty() && b != ns)
         {
-            let _ = bns;
             return Err(bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
@@ -755,27 +751,20 @@ impl State {
         // Defaulting.
         if def.builtin {
             builtin::default_object(&vkind, &mut cand);
-            if def.view == View::EventsV1 {
-                let m = cand.as_object_mut().expect("object");
-                for (k, v) in builtin::zero(&vkind).as_object().expect("object") {
-                    if !m.contains_key(k) {
-                        m.insert(k.clone(), v.clone());
-                    }
-                }
-            }
         } else if let Some(s) = def.schema.as_deref() {
             schema::prune(&mut cand, s, true);
             schema::apply_defaults(&mut cand, s);
         }
 
         // managedFields.
-        let base_for_cmp = live_view
-            .as_ref()
-            .map(strip_managed)
-            .unwrap_or_else(|| baseline(def, ns, &name));
         let (mgr_op, mgr_set) = match apply_set {
             Some(set) => ("Apply", set),
             None => {
+                // An update owns what it changed; a create compares with the Go zero value.
+                let base_for_cmp = live_view
+                    .as_ref()
+                    .map(strip_managed)
+                    .unwrap_or_else(|| baseline(def, ns, &name));
                 let cmp = ssa::compare(&base_for_cmp, &cand, &shape);
                 let mut changed = cmp.added;
                 changed.union_with(&cmp.modified);
@@ -1324,11 +1313,7 @@ fn check_type_meta(def: &ResourceDef, body: &Value) -> Result<(), ApiError> {
     let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     if !kind.is_empty() && kind != def.kind {
-        let (src_group, src_version) = match api_version.split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", api_version),
-        };
-        let _ = src_group;
+        let src_version = api_version.split_once('/').map_or(api_version, |(_, v)| v);
         let internal = if def.group.is_empty() {
             "core"
         } else {
