@@ -421,6 +421,86 @@ pub fn validate_name(kind: &str, name: &str) -> Vec<Cause> {
     Vec::new()
 }
 
+const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+fn name_part_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Errors of a qualified name (`prefix/name`) used as a label or annotation key.
+fn qualified_name_errors(field: &str, key: &str, out: &mut Vec<Cause>) {
+    let v = json!(key);
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if name.is_empty() {
+        out.push(Cause::invalid(field, &v, "name part must be non-empty"));
+    } else if name.len() > 63 {
+        out.push(Cause::invalid(
+            field,
+            &v,
+            "name part must be no more than 63 characters",
+        ));
+    } else if !name_part_ok(name) {
+        out.push(Cause::invalid(field, &v, NAME_PART_MSG));
+    }
+    if let Some(p) = prefix
+        && !rfc1123_subdomain(p)
+    {
+        out.push(Cause::invalid(
+            field,
+            &v,
+            &format!("prefix part {SUBDOMAIN_MSG}"),
+        ));
+    }
+}
+
+/// Validates label keys and values and annotation keys (all kinds).
+pub fn validate_metadata(o: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if let Some(labels) = o.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            qualified_name_errors("metadata.labels", k, &mut out);
+            let value = v.as_str().unwrap_or("");
+            if value.len() > 63 {
+                out.push(Cause::invalid(
+                    "metadata.labels",
+                    v,
+                    "must be no more than 63 characters",
+                ));
+            } else if !value.is_empty() && !name_part_ok(value) {
+                out.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG));
+            }
+        }
+    }
+    if let Some(ann) = o
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let mut total = 0;
+        for (k, v) in ann {
+            qualified_name_errors("metadata.annotations", &k.to_ascii_lowercase(), &mut out);
+            total += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if total > 256 * 1024 {
+            out.push(Cause {
+                reason: "FieldValueTooLong",
+                message: "Too long: may not be more than 262144 bytes".into(),
+                field: "metadata.annotations".into(),
+            });
+        }
+    }
+    out
+}
+
 fn validate_pod_template(spec: &Value, base: &str, out: &mut Vec<Cause>) {
     let containers = spec.pointer("/template/spec/containers");
     match containers.and_then(Value::as_array) {
@@ -711,6 +791,17 @@ pub fn event_from_v1(v1: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_keys_and_values_are_validated() {
+        let ok = json!({"metadata": {"labels": {"app.kubernetes.io/name": "web", "empty": ""},
+            "annotations": {"example.dev/Note": "anything goes here"}}});
+        assert!(validate_metadata(&ok).is_empty());
+        let bad = json!({"metadata": {"labels": {"a b": "x", "ok": "has space", "long": "x".repeat(64)}}});
+        let causes = validate_metadata(&bad);
+        assert_eq!(causes.len(), 3, "{causes:?}");
+        assert!(causes.iter().all(|c| c.field == "metadata.labels"));
+    }
 
     #[test]
     fn micro_time_needs_six_digits() {

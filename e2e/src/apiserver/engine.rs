@@ -823,6 +823,7 @@ impl State {
         if creating {
             causes.extend(builtin::validate_name(&def.kind, &name));
         }
+        causes.extend(builtin::validate_metadata(&cand));
         if def.builtin {
             causes.extend(builtin::validate(&vkind, &cand));
         } else if let Some(s) = def.schema.as_deref() {
