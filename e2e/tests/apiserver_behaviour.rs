@@ -818,3 +818,41 @@ async fn metadata_only_lists_gets_and_watches() {
         assert!(l["object"].get("spec").is_none());
     }
 }
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_by_key_and_is_refused_for_custom_resources() {
+    let api = Api::with_rec(no_controllers()).await;
+    let path = format!("{DEPLOYMENTS}/web");
+    let mut d = deployment("web", 2, "nginx:1.27");
+    d["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+    d["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}]);
+    api.apply(&path, "keelson", &d).await;
+    let edit = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "c", "image": "evil:latest"}]}}}});
+    let r = api
+        .send_json(
+            "PATCH",
+            &format!("{path}?fieldManager=editor"),
+            "application/strategic-merge-patch+json",
+            &edit,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let c = r.json()["spec"]["template"]["spec"]["containers"][0].clone();
+    assert_eq!(c["image"], "evil:latest");
+    assert_eq!(
+        c["ports"][0]["containerPort"], 8080,
+        "the rest of the container is kept"
+    );
+    assert_eq!(c["env"][0]["name"], "A");
+    api.replay_check("crd/create-crd.json").await;
+    api.replay_check("crd/create-widget-valid.json").await;
+    let cr = api
+        .send_json(
+            "PATCH",
+            "/apis/example.dev/v1alpha1/namespaces/rec/widgets/w1",
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"replicas": 2}}),
+        )
+        .await;
+    assert_eq!(cr.status, 415);
+}

@@ -104,8 +104,13 @@ pub enum Write {
     Create(Value),
     Replace(Value),
     MergePatch(Value),
+    /// Strategic merge patch (built-in kinds only).
+    StrategicPatch(Value),
     JsonPatch(Value),
-    Apply { cfg: Value, force: bool },
+    Apply {
+        cfg: Value,
+        force: bool,
+    },
 }
 
 /// Who writes, and how.
@@ -565,12 +570,20 @@ impl State {
                 }
                 body
             }
-            Write::MergePatch(_) | Write::JsonPatch(_) if live_view.is_none() => {
+            Write::MergePatch(_) | Write::StrategicPatch(_) | Write::JsonPatch(_)
+                if live_view.is_none() =>
+            {
                 return Err(res.not_found(&name));
             }
             Write::MergePatch(p) => {
                 let mut c = live_view.clone().expect("live");
                 merge_patch(&mut c, &p);
+                check_patched_rv(&c, live_view.as_ref().expect("live"), &res, &name)?;
+                c
+            }
+            Write::StrategicPatch(p) => {
+                let mut c = live_view.clone().expect("live");
+                super::patch::strategic_merge(&mut c, &p, &shape);
                 check_patched_rv(&c, live_view.as_ref().expect("live"), &res, &name)?;
                 c
             }

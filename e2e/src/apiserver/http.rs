@@ -621,11 +621,26 @@ fn patch(shared: &Shared, req: &Req) -> (Answer, u64) {
                 Err(e) => return (Err(e), 0),
             }
         }
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+        "application/merge-patch+json" => match serde_json::from_slice(&req.body) {
+            Ok(p) => Write::MergePatch(p),
+            Err(e) => return (Err(bad_request(format!("error decoding patch: {e}"))), 0),
+        },
+        "application/strategic-merge-patch+json" if def.builtin => {
             match serde_json::from_slice(&req.body) {
-                Ok(p) => Write::MergePatch(p),
+                Ok(p) => Write::StrategicPatch(p),
                 Err(e) => return (Err(bad_request(format!("error decoding patch: {e}"))), 0),
             }
+        }
+        "application/strategic-merge-patch+json" => {
+            return (
+                Err(ApiError::status(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                    Some(json!({})),
+                )),
+                0,
+            );
         }
         "application/json-patch+json" => match serde_json::from_slice(&req.body) {
             Ok(p) => Write::JsonPatch(p),

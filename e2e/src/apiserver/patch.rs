@@ -1,5 +1,6 @@
 //! JSON merge patch (RFC 7386) and JSON patch (RFC 6902).
 
+use super::shape::{ListKind, Shape};
 use serde_json::Value;
 
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -18,6 +19,103 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
             }
         }
         other => *target = other.clone(),
+    }
+}
+
+/// Strategic merge patch for built-in kinds: maps merge, `null` deletes, lists with a patch
+/// merge key (containers, env, ports, volumes, conditions, ...) merge item by item, set-like
+/// lists (finalizers) take the union, other lists are replaced. Understands `$patch: delete`
+/// and `$patch: replace`; other directives (`$setElementOrder`, `$retainKeys`, ...) are dropped.
+pub fn strategic_merge(target: &mut Value, patch: &Value, shape: &Shape) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut v = patch.clone();
+        strip_directives(&mut v);
+        *target = v;
+        return;
+    }
+    if !target.is_object() || shape.map_atomic() {
+        *target = Value::Object(Default::default());
+        if shape.map_atomic() {
+            let mut v = patch.clone();
+            strip_directives(&mut v);
+            *target = v;
+            return;
+        }
+    }
+    let t = target.as_object_mut().expect("object");
+    for (k, v) in p {
+        if k.starts_with('$') {
+            continue;
+        }
+        if v.is_null() {
+            t.remove(k);
+            continue;
+        }
+        let child = shape.child(k);
+        match (v, child.list_kind()) {
+            (Value::Array(items), ListKind::Map { keys, .. }) if !keys.is_empty() => {
+                let key = &keys[0];
+                let mut list = match t.remove(k) {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                let item_shape = child.item();
+                for item in items {
+                    let directive = item.get("$patch").and_then(Value::as_str);
+                    let pos = list
+                        .iter()
+                        .position(|l| item.get(key).is_some() && l.get(key) == item.get(key));
+                    match (directive, pos) {
+                        (Some("delete"), Some(i)) => {
+                            list.remove(i);
+                        }
+                        (Some("delete"), None) => {}
+                        (_, Some(i)) => strategic_merge(&mut list[i], item, &item_shape),
+                        (_, None) => {
+                            let mut n = Value::Null;
+                            strategic_merge(&mut n, item, &item_shape);
+                            list.push(n);
+                        }
+                    }
+                }
+                t.insert(k.clone(), Value::Array(list));
+            }
+            (Value::Array(items), ListKind::Set) => {
+                let mut list = match t.remove(k) {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                for item in items {
+                    if !list.contains(item) {
+                        list.push(item.clone());
+                    }
+                }
+                t.insert(k.clone(), Value::Array(list));
+            }
+            (Value::Object(_), _) => {
+                strategic_merge(t.entry(k.clone()).or_insert(Value::Null), v, &child);
+            }
+            _ => {
+                let mut v = v.clone();
+                strip_directives(&mut v);
+                t.insert(k.clone(), v);
+            }
+        }
+    }
+}
+
+fn strip_directives(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.starts_with('$'));
+            m.values_mut().for_each(strip_directives);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_directives),
+        _ => {}
     }
 }
 
@@ -200,6 +298,31 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), JsonPatchError> 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn strategic_merge_merges_containers_by_name() {
+        let mut doc = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "ports": [{"containerPort": 80}]},
+            {"name": "b", "image": "y"}]}}}});
+        let patch =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "z"}]}}}});
+        strategic_merge(&mut doc, &patch, &Shape::builtin("Deployment"));
+        let cs = &doc["spec"]["template"]["spec"]["containers"];
+        assert_eq!(
+            cs[0],
+            json!({"name": "a", "image": "z", "ports": [{"containerPort": 80}]})
+        );
+        assert_eq!(cs[1]["name"], "b");
+        let del = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}}});
+        strategic_merge(&mut doc, &del, &Shape::builtin("Deployment"));
+        assert_eq!(
+            doc["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 
     #[test]
     fn merge_patch_nulls_remove_fields() {
