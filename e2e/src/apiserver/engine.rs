@@ -199,24 +199,41 @@ pub fn owner_uids(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The object without managedFields and resourceVersion (for no-op detection).
-fn comparable(v: &Value) -> Value {
-    let mut c = v.clone();
-    if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-        m.remove("resourceVersion");
-    }
-    c
+/// Equal apart from managedFields and resourceVersion (no-op detection), without copying.
+fn same_object(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let skip = |k: &str| matches!(k, "managedFields" | "resourceVersion");
+    let meta_eq = |x: Option<&Value>, y: Option<&Value>| match (x, y) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            x.iter().filter(|(k, _)| !skip(k)).count() == y.iter().filter(|(k, _)| !skip(k)).count()
+                && x.iter()
+                    .filter(|(k, _)| !skip(k))
+                    .all(|(k, v)| y.get(k) == Some(v))
+        }
+        (x, y) => x == y,
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| {
+            if k == "metadata" {
+                meta_eq(Some(v), b.get(k))
+            } else {
+                b.get(k) == Some(v)
+            }
+        })
 }
 
-fn without_meta_and_status(v: &Value) -> Value {
-    let mut c = v.clone();
-    if let Some(m) = c.as_object_mut() {
-        for k in ["metadata", "status", "apiVersion", "kind"] {
-            m.remove(k);
-        }
-    }
-    c
+/// Equal outside metadata and status (what moves `metadata.generation`), without copying.
+fn same_spec(a: &Value, b: &Value) -> bool {
+    let ignored = |k: &str| matches!(k, "metadata" | "status" | "apiVersion" | "kind");
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    a.iter().filter(|(k, _)| !ignored(k)).count() == b.iter().filter(|(k, _)| !ignored(k)).count()
+        && a.iter()
+            .filter(|(k, _)| !ignored(k))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 fn strip_managed(v: &Value) -> Value {
@@ -626,10 +643,12 @@ impl State {
                 }
                 // A create starts from an empty object (the Go zero value only matters for
                 // what update operations record as changed).
-                let base = live_view
+                let mut base = live_view
                     .clone()
                     .unwrap_or_else(|| identity(def, ns, &name));
-                let base = strip_managed(&base);
+                if let Some(md) = base.get_mut("metadata").and_then(Value::as_object_mut) {
+                    md.remove("managedFields");
+                }
                 let mut merged = ssa::merge(Some(&base), &cfg, &shape);
                 // Fields this manager applied before and no longer applies go, unless another
                 // manager owns them too.
@@ -876,11 +895,7 @@ impl State {
                         .get("generation")
                         .and_then(Value::as_i64)
                         .unwrap_or(1);
-                    if without_meta_and_status(l) != without_meta_and_status(&new_stored) {
-                        g + 1
-                    } else {
-                        g
-                    }
+                    if !same_spec(l, &new_stored) { g + 1 } else { g }
                 }
             };
             meta_mut(&mut new_stored).insert("generation".into(), json!(generation));
@@ -889,7 +904,7 @@ impl State {
         // No-op detection: same object, same ownership.
         let object_changed = match &live {
             None => true,
-            Some(l) => comparable(l) != comparable(&new_stored),
+            Some(l) => !same_object(l, &new_stored),
         };
         let ownership_changed = {
             let strip = |es: &[ManagedEntry]| -> Vec<(String, String, String, String, Value)> {

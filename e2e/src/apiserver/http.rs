@@ -749,12 +749,30 @@ struct WatchFilter {
 }
 
 impl WatchFilter {
-    fn present(&self, def: &ResourceDef, obj: &Value) -> Value {
-        if self.meta {
-            meta_only(obj)
+    /// One watch event line, serialised straight from the stored object.
+    fn event(&self, ty: &str, def: &ResourceDef, obj: &Value) -> Bytes {
+        let mut buf = Vec::with_capacity(2048);
+        buf.extend_from_slice(b"{\"type\":\"");
+        buf.extend_from_slice(ty.as_bytes());
+        buf.extend_from_slice(b"\",\"object\":");
+        let written = if self.meta {
+            serde_json::to_writer(&mut buf, &meta_only(obj))
+        } else if def.view == View::EventsV1 {
+            serde_json::to_writer(&mut buf, &to_view(def, obj))
         } else {
-            present(def, obj, false)
-        }
+            let av = def.api_version();
+            serde_json::to_writer(
+                &mut buf,
+                &Out {
+                    obj,
+                    api_version: if def.builtin { None } else { Some(&av) },
+                    strip_type_meta: false,
+                },
+            )
+        };
+        written.expect("serialising JSON values cannot fail");
+        buf.extend_from_slice(b"}\n");
+        Bytes::from(buf)
     }
 
     fn matches(&self, def: &ResourceDef, obj: &Value) -> bool {
@@ -844,9 +862,7 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
         if initial {
             for obj in bucket.objects.values() {
                 if filter.matches(&def, obj) {
-                    lines.push(line(
-                        &json!({"type": "ADDED", "object": filter.present(&def, obj)}),
-                    ));
+                    lines.push(filter.event("ADDED", &def, obj));
                 }
             }
             if bookmarks {
@@ -922,9 +938,7 @@ fn event_line(def: &ResourceDef, filter: &WatchFilter, ev: &super::engine::Event
         },
         _ => return None,
     };
-    Some(line(
-        &json!({"type": ty.as_str(), "object": filter.present(def, &ev.obj)}),
-    ))
+    Some(filter.event(ty.as_str(), def, &ev.obj))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,6 +3,18 @@
 //! server-side apply with field ownership, CRDs installed the real way, garbage collection and
 //! stand-in controllers that report workloads ready.
 //!
+//! Simplified compared with a real API server: no authentication, authorization or admission
+//! webhooks; JSON only (protobuf and Table requests get JSON); one storage version per CRD
+//! (conversion `None`: only `apiVersion` changes between versions) and no scale
+//! subresources; list pages after the first show the current state rather than a snapshot at
+//! the first page's resourceVersion, and an `Exact` list at an uncompacted past
+//! resourceVersion answers the current state; server-side apply tracks field ownership
+//! without per-type schemas for built-ins beyond the list and map markers that matter
+//! (merge keys of containers, env, ports, volumes, conditions, owner references, finalizers;
+//! atomic selectors); the stand-in controllers report workloads without creating Pods or
+//! ReplicaSets; built-in validation covers names, labels and annotations, Deployment and
+//! StatefulSet essentials, Events and MicroTime fields.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use e2e::apiserver::{ApiServer, ServerOptions};
