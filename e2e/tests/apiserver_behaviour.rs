@@ -856,3 +856,48 @@ async fn strategic_merge_patch_merges_by_key_and_is_refused_for_custom_resources
         .await;
     assert_eq!(cr.status, 415);
 }
+
+#[tokio::test]
+async fn upstream_crd_cel_rules_reject_invalid_routes() {
+    let api = Api::with_rec(no_controllers()).await;
+    let crd: Value = serde_norway::from_str(&shared_file(
+        "crds/gateway.networking.k8s.io_httproutes.yaml",
+    ))
+    .unwrap();
+    let r = api
+        .send_json(
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            "application/json",
+            &crd,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let path = "/apis/gateway.networking.k8s.io/v1/namespaces/rec/httproutes/r";
+    let route = |filter: Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"filters": [filter], "backendRefs": [{"name": "s", "port": 80}]}]}})
+    };
+    let bad = api
+        .apply(
+            path,
+            "keelson",
+            &route(json!({"type": "RequestHeaderModifier"})),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    let cause = &bad.json()["details"]["causes"][0];
+    assert_eq!(cause["field"], "spec.rules[0].filters[0]");
+    assert_eq!(
+        cause["message"],
+        "Invalid value: filter.requestHeaderModifier must be specified for RequestHeaderModifier filter.type"
+    );
+    let good = api
+        .apply(
+            path,
+            "keelson",
+            &route(json!({"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x", "value": "y"}]}})),
+        )
+        .await;
+    assert_eq!(good.status, 201, "{}", good.text);
+}
