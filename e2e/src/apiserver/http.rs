@@ -312,6 +312,18 @@ async fn handle(
             }
         };
     }
+    if verb == "list" {
+        return match list(&shared, &req) {
+            Ok(resp) => {
+                record(&shared, verb, Some(&res_key), 200, false);
+                resp
+            }
+            Err(e) => {
+                record(&shared, verb, Some(&res_key), e.code, false);
+                error_response(&e)
+            }
+        };
+    }
     let (result, wrote) = dispatch(&shared, verb, &req);
     match result {
         Ok((code, body)) => {
@@ -470,7 +482,6 @@ fn dispatch(shared: &Shared, verb: &str, req: &Req) -> (Answer, bool) {
     let def = req.def.clone();
     let (answer, writes) = match verb {
         "get" => (get(shared, req), 0),
-        "list" => (list(shared, req), 0),
         "create" => match req.json_body() {
             Ok(body) => {
                 let ctx = req.ctx();
@@ -531,7 +542,32 @@ fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
     })
 }
 
-fn list(shared: &Shared, req: &Req) -> Answer {
+/// A list item: borrowed from the store where the stored form is served as is.
+enum Item<'a> {
+    Stored(Out<'a>),
+    Owned(Value),
+}
+
+impl Serialize for Item<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Item::Stored(o) => o.serialize(s),
+            Item::Owned(v) => v.serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListOut<'a> {
+    kind: &'a str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    metadata: serde_json::Map<String, Value>,
+    items: Vec<Item<'a>>,
+}
+
+/// LIST, serialised straight from the stored objects.
+fn list(shared: &Shared, req: &Req) -> Result<Response<Body>, ApiError> {
     let query = list_query(&req.q)?;
     let def = &req.def;
     let result = {
@@ -539,14 +575,21 @@ fn list(shared: &Shared, req: &Req) -> Answer {
         st.list(def, req.namespace(), &query)?
     };
     let meta = wants_metadata(&req.headers);
-    let items: Vec<Value> = result
+    let av = def.api_version();
+    let items: Vec<Item> = result
         .items
         .iter()
         .map(|o| {
             if meta {
-                meta_only(o)
+                Item::Owned(meta_only(o))
+            } else if def.view == View::EventsV1 {
+                Item::Owned(present(def, o, true))
             } else {
-                present(def, o, true)
+                Item::Stored(Out {
+                    obj: o,
+                    api_version: if def.builtin { None } else { Some(&av) },
+                    strip_type_meta: def.builtin,
+                })
             }
         })
         .collect();
@@ -564,16 +607,29 @@ fn list(shared: &Shared, req: &Req) -> Answer {
     if let Some(r) = result.remaining {
         md.insert("remainingItemCount".into(), json!(r));
     }
-    if meta {
-        return Ok((
-            200,
-            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": md, "items": items}),
-        ));
-    }
-    Ok((
+    let (kind, api_version) = if meta {
+        ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    } else {
+        (def.list_kind.as_str(), av.as_str())
+    };
+    let mut resp = json_response(
         200,
-        json!({"kind": def.list_kind, "apiVersion": def.api_version(), "metadata": md, "items": items}),
-    ))
+        &ListOut {
+            kind,
+            api_version,
+            metadata: md,
+            items,
+        },
+    );
+    if meta {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+            ),
+        );
+    }
+    Ok(resp)
 }
 
 fn parse_body(req: &Req) -> Result<Value, ApiError> {
