@@ -239,16 +239,30 @@ impl Env {
         timeout: Duration,
     ) -> anyhow::Result<Application> {
         let apps = self.apps();
-        wait_for(timeout, || async {
+        let last = std::sync::Mutex::new(None);
+        let result = wait_for(timeout, || async {
             let app = apps.get(name).await.ok()?;
+            *last.lock().unwrap() = app.status.clone();
             let st = app.status.as_ref()?;
             let current = st.observed_generation == app.metadata.generation;
-            let ok = st.conditions.iter().any(|c| c.type_ == type_ && c.status == status);
+            let ok = st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == status);
             (current && ok).then_some(app)
         })
-        .await
-        .with_context(|| {
-            format!("Application {name} never had {type_}={status} for its current generation within {timeout:?}")
+        .await;
+        result.with_context(|| {
+            let conditions: Vec<String> = last
+                .lock()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s.conditions.iter())
+                .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                .collect();
+            format!(
+                "Application {name} never had {type_}={status} for its current generation within {timeout:?}; last conditions: {conditions:#?}"
+            )
         })
     }
 

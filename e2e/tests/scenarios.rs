@@ -515,14 +515,15 @@ async fn the_stack_converges_through_injected_faults() {
         env.cleanup().await;
         return;
     };
-    let op = env.start_operator(OperatorOptions::default());
-    server.faults().set_error_rate(0.10);
-    server.faults().set_apply_conflict_rate(0.10);
-    server.faults().set_watch_drop_after(Some(25));
+    // The user's apply goes through before the faults start; the operator meets them all.
     env.apply_app(&env.sample("shop.yaml").unwrap())
         .await
         .unwrap();
-    env.wait_condition("shop", READY, "True", Duration::from_secs(90))
+    server.faults().set_error_rate(0.10);
+    server.faults().set_apply_conflict_rate(0.10);
+    server.faults().set_watch_drop_after(Some(25));
+    let op = env.start_operator(OperatorOptions::default());
+    env.wait_condition("shop", READY, "True", Duration::from_secs(120))
         .await
         .unwrap();
     assert!(server.stats().faults_injected > 0, "no fault was injected");

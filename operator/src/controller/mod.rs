@@ -539,6 +539,8 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     Ok("success")
 }
 
+/// Apply every child, in order; a failed child does not stop the others, so each pass makes
+/// as much progress as it can. Returns the first error.
 async fn apply_all(a: &mut apply::Applier<'_>, c: &Children) -> Result<()> {
     let Children {
         secrets,
@@ -553,34 +555,40 @@ async fn apply_all(a: &mut apply::Applier<'_>, c: &Children) -> Result<()> {
         skipped: _,
     } = c;
     let st = &a_ctx(a).stores;
+    let mut first: Option<Error> = None;
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    };
     for s in secrets {
-        a.create_secret(&s.name, s.create.as_ref()).await?;
+        note(a.create_secret(&s.name, s.create.as_ref()).await);
     }
     for o in services {
-        a.apply(o, &st.services).await?;
+        note(a.apply(o, &st.services).await);
     }
     for o in stateful_sets {
-        a.apply(o, &st.stateful_sets).await?;
+        note(a.apply(o, &st.stateful_sets).await);
     }
     for o in deployments {
-        a.apply(o, &st.deployments).await?;
+        note(a.apply(o, &st.deployments).await);
     }
     for o in hpas {
-        a.apply(o, &st.hpas).await?;
+        note(a.apply(o, &st.hpas).await);
     }
     for o in pdbs {
-        a.apply(o, &st.pdbs).await?;
+        note(a.apply(o, &st.pdbs).await);
     }
     for o in service_monitors {
-        a.apply(o, &st.service_monitors).await?;
+        note(a.apply(o, &st.service_monitors).await);
     }
     for o in ingresses {
-        a.apply(o, &st.ingresses).await?;
+        note(a.apply(o, &st.ingresses).await);
     }
     for o in http_routes {
-        a.apply(o, &st.http_routes).await?;
+        note(a.apply(o, &st.http_routes).await);
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 fn a_ctx<'a>(a: &apply::Applier<'a>) -> &'a Context {
@@ -638,13 +646,14 @@ async fn publish(
     }
 }
 
-/// Back off exponentially on transient errors: 1 s, 2 s, 4 s, ... up to 5 minutes.
+/// Back off exponentially on transient errors: 1 s, 2 s, 4 s, ... up to 30 s (a watch event
+/// still triggers a reconcile at once).
 pub fn error_policy(app: Arc<Application>, err: &Error, ctx: Arc<Context>) -> Action {
     let key = app.uid().unwrap_or_default();
     let mut failures = ctx.failures.lock().expect("lock");
     let n = failures.entry(key).or_insert(0);
     *n = n.saturating_add(1);
-    let delay = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+    let delay = Duration::from_secs(1u64 << (*n - 1).min(5)).min(Duration::from_secs(30));
     tracing::warn!(app = %app.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

@@ -186,7 +186,21 @@ pub fn compute(
         )
         .collect();
     let ready = waiting.is_empty();
-    if ready {
+    if let Some(e) = error {
+        // Some children may be missing or stale: not Ready, whatever the workloads say.
+        c.set(
+            READY,
+            false,
+            "ApplyFailed",
+            format!("not every child is in place: {e}; retrying"),
+        );
+        c.set(
+            PROGRESSING,
+            true,
+            "ApplyFailed",
+            "retrying the apply".into(),
+        );
+    } else if ready {
         c.set(
             READY,
             true,
