@@ -63,8 +63,10 @@ pub fn converge_timeout(real: bool) -> Duration {
 
 /// One test's cluster and namespace.
 pub struct Env {
-    /// A client for the cluster.
+    /// A client for the cluster (the test's own: a user, `kubectl`).
     pub client: Client,
+    /// The configuration the operator's clients are made from.
+    pub config: kube::Config,
     /// The in-process server, when not on a real cluster.
     pub server: Option<ApiServer>,
     /// The test's namespace.
@@ -97,21 +99,24 @@ impl Default for EnvOptions {
 impl Env {
     /// Connect, create a fresh namespace `<prefix>-<random>`, install Keelson's CRD.
     pub async fn start(prefix: &str, opts: EnvOptions) -> anyhow::Result<Env> {
-        let (client, server) = match real_cluster_kubeconfig() {
+        let (config, server) = match real_cluster_kubeconfig() {
             Some(path) => {
                 let kc = kube::config::Kubeconfig::read_from(&path)?;
-                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-                (Client::try_from(cfg)?, None)
+                (
+                    kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
+                    None,
+                )
             }
             None => {
                 let server = ApiServer::start(opts.server.clone()).await?;
-                let cfg = kube::Config::new(server.url().parse()?);
-                (Client::try_from(cfg)?, Some(server))
+                (kube::Config::new(server.url().parse()?), Some(server))
             }
         };
+        let client = Client::try_from(config.clone())?;
         let namespace = format!("{prefix}-{:08x}", rand::random::<u32>());
         let mut env = Env {
             client,
+            config,
             server,
             namespace,
             installed_crds: Vec::new(),
@@ -185,7 +190,9 @@ impl Env {
 
     /// Start the Keelson operator, watching this test's namespace.
     pub fn start_operator(&self, opts: OperatorOptions) -> Operator {
-        Operator::start(self.client.clone(), &self.namespace, opts)
+        let client =
+            keelson::runtime::operator_client(self.config.clone()).expect("operator client");
+        Operator::start(client, &self.namespace, opts)
     }
 
     /// Applications in the namespace.

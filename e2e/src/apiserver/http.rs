@@ -261,6 +261,26 @@ async fn handle(
         _ => "",
     };
     let res_key = def.stats_key();
+    if !verb.is_empty() {
+        let full = match sub.as_deref() {
+            Some(sub) => format!("{verb} {res_key}/{sub}"),
+            None => format!("{verb} {res_key}"),
+        };
+        let agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut stats = shared.stats.lock().expect("stats");
+        *stats
+            .by_agent
+            .entry(agent)
+            .or_default()
+            .entry(full.clone())
+            .or_default() += 1;
+        *stats.by_verb_resource.entry(full).or_default() += 1;
+    }
     if verb.is_empty() || sub.as_deref().is_some_and(|s| s != "status" || !def.status) {
         let e = if verb.is_empty() {
             method_not_allowed()

@@ -135,6 +135,11 @@ pub struct Stats {
     pub by_verb: BTreeMap<String, u64>,
     /// Requests per resource (`apps/deployments`, `configmaps`).
     pub by_resource: BTreeMap<String, u64>,
+    /// Requests per verb and resource, e.g. `patch apps/deployments` or
+    /// `patch keelson.dev/applications/status` (what RBAC authorizes).
+    pub by_verb_resource: BTreeMap<String, u64>,
+    /// The same, per User-Agent.
+    pub by_agent: BTreeMap<String, BTreeMap<String, u64>>,
     /// Answers per HTTP status code.
     pub by_status: BTreeMap<u16, u64>,
     /// Watch events sent (bookmarks included).

@@ -145,6 +145,18 @@ async fn client() -> anyhow::Result<kube::Client> {
             "no Kubernetes configuration: not running in a cluster and no usable kubeconfig ({e}); set KUBECONFIG or run inside a pod"
         )
     })?;
+    operator_client(config)
+}
+
+/// The User-Agent of every request the operator makes (audit logs show who did what).
+pub const USER_AGENT: &str = concat!("keelson/", env!("CARGO_PKG_VERSION"));
+
+/// A client for the operator from a cluster configuration.
+pub fn operator_client(mut config: kube::Config) -> anyhow::Result<kube::Client> {
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(USER_AGENT),
+    ));
     Ok(kube::Client::try_from(config)?)
 }
 

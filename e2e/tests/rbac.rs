@@ -1,0 +1,185 @@
+//! RBAC: every request the operator makes over a whole lifecycle is one that `keelson rbac` (and
+//! so the Helm chart, whose tests compare against it) grants, and every grant is used.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use e2e::harness::{Env, EnvOptions, OperatorOptions, converge_timeout, wait_for};
+use keelson::controller::rbac::rules_with_place;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+/// Grants that no request shows: the API server checks them itself.
+const AUTHORIZATION_ONLY: &[&str] = &[
+    // Creating a child whose ownerReference sets blockOwnerDeletion is authorized as an update of
+    // the owner's finalizers; no request goes to that subresource.
+    "update keelson.dev/applications/finalizers",
+];
+
+/// A server-side apply that creates its object is authorized as `create` too, though the
+/// request is a PATCH.
+fn authorization_only(grant: &str) -> bool {
+    AUTHORIZATION_ONLY.contains(&grant)
+        || (grant.starts_with("create ")
+            && ![
+                "create secrets",
+                "create events.k8s.io/events",
+                "create coordination.k8s.io/leases",
+            ]
+            .contains(&grant))
+}
+
+fn granted() -> BTreeSet<String> {
+    rules_with_place()
+        .into_iter()
+        .flat_map(|(rule, _)| {
+            let group = rule.api_groups[0].clone();
+            let resource = rule.resources[0].clone();
+            rule.verbs.into_iter().map(move |verb| {
+                if group.is_empty() {
+                    format!("{verb} {resource}")
+                } else {
+                    format!("{verb} {group}/{resource}")
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_uses_exactly_what_rbac_grants() {
+    let env = Env::start("e2e-rbac", EnvOptions::default()).await.unwrap();
+    let Some(server) = env.server.clone() else {
+        eprintln!("skipped: requests can only be counted by the in-process API server");
+        env.cleanup().await;
+        return;
+    };
+    let op = env.start_operator(OperatorOptions {
+        lease: Some(("keelson-leader".into(), "rbac-test".into())),
+        ..OperatorOptions::default()
+    });
+    // A lifecycle: create, drift, a change, prune, an invalid edit, deletion.
+    let mut app = env.sample("shop.yaml").unwrap();
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", "Ready", "True", converge_timeout(false))
+        .await
+        .unwrap();
+    let deployments = env.dynamic("apps", "v1", "Deployment", "deployments");
+    deployments
+        .patch(
+            "shop-payment",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), || async {
+        (deployments.get("shop-payment").await.ok()?.data["spec"]["replicas"] == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    app["spec"]["services"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["name"] != "inventory");
+    app["spec"]["gateway"]["routes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["service"] != "inventory");
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", "Ready", "True", converge_timeout(false))
+        .await
+        .unwrap();
+    // Ingress → HTTPRoute (prunes the Ingress); a database removed (its StatefulSet, Service and
+    // Secret); orders down to one replica (its autoscaler and budget).
+    app["spec"]["gateway"]["className"] = json!(null);
+    app["spec"]["gateway"]["tls"] = json!(null);
+    app["spec"]["gateway"]["parentRefs"] = json!([{"name": "public"}]);
+    app["spec"]["databases"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|d| d["name"] != "cache");
+    for s in app["spec"]["services"].as_array_mut().unwrap() {
+        if let Some(uses) = s["uses"].as_array_mut() {
+            uses.retain(|u| u != "cache");
+        }
+        if s["name"] == "orders" {
+            s["scaling"] = json!(null);
+            s["replicas"] = json!(1);
+        }
+    }
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", "Ready", "True", converge_timeout(false))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), || async {
+        let c = env.children("shop").await.ok()?;
+        (!c.contains_key("Ingress/shop") && !c.contains_key("StatefulSet/shop-cache")).then_some(())
+    })
+    .await
+    .unwrap();
+    // The route changes once (a patch of the HTTPRoute).
+    app["spec"]["gateway"]["hosts"] = json!(["shop.example.org"]);
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", "Ready", "True", converge_timeout(false))
+        .await
+        .unwrap();
+
+    // No gateway any more: the HTTPRoute is pruned.
+    app["spec"]["gateway"] = json!(null);
+    env.apply_app(&app).await.unwrap();
+    wait_for(Duration::from_secs(5), || async {
+        (!env
+            .children("shop")
+            .await
+            .ok()?
+            .contains_key("HTTPRoute/shop"))
+        .then_some(())
+    })
+    .await
+    .unwrap();
+
+    app["spec"]["services"][0]["probes"]["readiness"]["httpGet"]["port"] = json!("nope");
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", "Ready", "False", converge_timeout(false))
+        .await
+        .unwrap();
+    // A database Secret deleted by hand is recreated (get, then create).
+    env.dynamic("", "v1", "Secret", "secrets")
+        .delete("shop-orders-db-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    app["spec"]["services"][0]["probes"]["readiness"]["httpGet"]["port"] = json!("http");
+    env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", "Ready", "True", converge_timeout(false))
+        .await
+        .unwrap();
+    env.apps()
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    op.stop().await.unwrap();
+
+    let stats = server.stats();
+    let used: BTreeSet<String> = stats
+        .by_agent
+        .get(keelson::runtime::USER_AGENT)
+        .expect("requests carry the operator's User-Agent")
+        .keys()
+        .cloned()
+        .collect();
+    let granted = granted();
+    let not_granted: Vec<&String> = used.difference(&granted).collect();
+    assert!(
+        not_granted.is_empty(),
+        "the operator used what RBAC does not grant: {not_granted:#?}"
+    );
+    let unused: Vec<&String> = granted
+        .difference(&used)
+        .filter(|g| !authorization_only(g))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "RBAC grants what the operator never used: {unused:#?}\nused: {used:#?}"
+    );
+    env.cleanup().await;
+}
