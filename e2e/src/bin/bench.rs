@@ -293,6 +293,10 @@ struct Converge {
     resync_ticks_during: u64,
     operator: OpMetrics,
     api: Option<ApiCounts>,
+    /// Time the benchmark spent checking for readiness (in-process: inside the stand-in).
+    poll_seconds: f64,
+    /// CPU seconds used by every other process of the machine meanwhile (noise).
+    other_processes_cpu_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -301,6 +305,10 @@ struct Baseline {
     applies_sent_seconds: f64,
     bench_process_cpu_seconds: f64,
     api: ApiCounts,
+    /// Time the benchmark spent checking for readiness inside the stand-in.
+    poll_seconds: f64,
+    /// CPU seconds used by every other process of the machine meanwhile (noise).
+    other_processes_cpu_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -347,6 +355,9 @@ struct Usage {
     rss_at_end_mib: f64,
     cpu_seconds: f64,
     peak_rss_after_converge_mib: f64,
+    /// Of the RSS at the end: anonymous memory (the heap) and file pages (the binary's code).
+    rss_anon_mib: f64,
+    rss_file_mib: f64,
     threads: u64,
 }
 
@@ -426,6 +437,29 @@ fn status_field(pid: &str, field: &str) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow!("empty {field}"))?
         .parse()?;
     Ok(if line.ends_with("kB") { n / 1024.0 } else { n })
+}
+
+/// CPU seconds every process of the machine has used since boot (`/proc/stat`: all but idle
+/// and iowait), to tell how much other work competed with the benchmark.
+fn machine_busy_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return f64::NAN;
+    };
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let busy: f64 = f
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy / clk_tck()
 }
 
 fn self_cpu() -> f64 {
@@ -563,6 +597,8 @@ impl OperatorProcess {
             rss_at_end_mib: status_field(&self.pid, "VmRSS")?,
             cpu_seconds: cpu_seconds(&self.pid)?,
             peak_rss_after_converge_mib: self.peak_rss_after_converge,
+            rss_anon_mib: status_field(&self.pid, "RssAnon")?,
+            rss_file_mib: status_field(&self.pid, "RssFile")?,
             threads: status_field(&self.pid, "Threads")? as u64,
         })
     }
@@ -854,6 +890,85 @@ fn app_ready(app: &Value) -> bool {
         })
 }
 
+/// The Applications not yet Ready for their generation. In-process they are checked one
+/// `get_object` at a time, so a check never holds the stand-in's lock for long, and forgotten
+/// once Ready; a real cluster is listed.
+struct PendingApps {
+    names: Vec<String>,
+    poll_time: Duration,
+}
+
+impl PendingApps {
+    fn new(apps: &[Value]) -> Self {
+        PendingApps {
+            names: apps
+                .iter()
+                .filter_map(|a| a["metadata"]["name"].as_str().map(String::from))
+                .collect(),
+            poll_time: Duration::ZERO,
+        }
+    }
+
+    /// Checks again; returns how many are still pending.
+    ///
+    /// In-process, the check walks the pending Applications in order and stops at the first
+    /// that is not Ready: readiness does not go back during convergence, so the walk only has
+    /// to reach the end once every Application is Ready, and the whole convergence costs about
+    /// one `get_object` per Application plus one per poll.
+    async fn check(
+        &mut self,
+        cluster: &Cluster,
+        client: &Client,
+        ns: &str,
+    ) -> anyhow::Result<usize> {
+        let started = Instant::now();
+        match cluster {
+            Cluster::InProcess(s) => {
+                let ready = self
+                    .names
+                    .iter()
+                    .take_while(|name| {
+                        s.get_object("keelson.dev", "v1alpha1", "applications", Some(ns), name)
+                            .is_some_and(|a| app_ready(&a))
+                    })
+                    .count();
+                self.names.drain(..ready);
+            }
+            Cluster::Real(_) => {
+                let listed = list_apps(cluster, client, ns).await?;
+                let ready: std::collections::HashSet<&str> = listed
+                    .iter()
+                    .filter(|a| app_ready(a))
+                    .filter_map(|a| a["metadata"]["name"].as_str())
+                    .collect();
+                self.names.retain(|n| !ready.contains(n.as_str()));
+            }
+        }
+        self.poll_time += started.elapsed();
+        Ok(self.names.len())
+    }
+
+    /// The status of one pending Application, for an error message.
+    async fn example(&self, cluster: &Cluster, client: &Client, ns: &str) -> String {
+        let Some(name) = self.names.first() else {
+            return String::new();
+        };
+        let app = match cluster {
+            Cluster::InProcess(s) => {
+                s.get_object("keelson.dev", "v1alpha1", "applications", Some(ns), name)
+            }
+            Cluster::Real(_) => apps_api(client, ns)
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|o| serde_json::to_value(o).ok()),
+        };
+        app.map(|a| brief_status(&a))
+            .unwrap_or_else(|| format!("{name} does not exist"))
+    }
+}
+
 async fn list_apps(cluster: &Cluster, client: &Client, ns: &str) -> anyhow::Result<Vec<Value>> {
     match cluster {
         Cluster::InProcess(s) => {
@@ -1006,6 +1121,7 @@ async fn operator_phases(
     let m0 = op.metrics().await?;
     let op_cpu0 = op.cpu();
     let bench_cpu0 = self_cpu();
+    let machine0 = machine_busy_cpu();
     if let Some(s) = cluster.server() {
         s.reset_stats();
     }
@@ -1023,18 +1139,14 @@ async fn operator_phases(
         Duration::from_secs(1)
     };
     let mut last_report = Instant::now();
+    let mut pending = PendingApps::new(&apps);
     let converged = loop {
-        let listed = list_apps(cluster, client, ns).await?;
-        let ready = listed.iter().filter(|a| app_ready(a)).count();
-        if ready == n && listed.len() == n {
+        let ready = n - pending.check(cluster, client, ns).await?;
+        if ready == n {
             break t0.elapsed();
         }
         if t0.elapsed() > timeout {
-            let example = listed
-                .iter()
-                .find(|a| !app_ready(a))
-                .map(brief_status)
-                .unwrap_or_default();
+            let example = pending.example(cluster, client, ns).await;
             bail!(
                 "converge: only {ready} of {n} Applications were Ready for their generation {timeout:?} after the first apply; e.g. {example}; {}",
                 op.log_tail()
@@ -1050,17 +1162,21 @@ async fn operator_phases(
         }
         tokio::time::sleep(poll).await;
     };
+    let (op_cpu, bench_cpu) = (op.cpu() - op_cpu0, self_cpu() - bench_cpu0);
+    let other = machine_busy_cpu() - machine0 - op_cpu - bench_cpu;
     let m1 = op.metrics().await?;
     let converge = Converge {
         seconds: converged.as_secs_f64(),
         applies_sent_seconds: applies_sent.as_secs_f64(),
-        operator_cpu_seconds: op.cpu() - op_cpu0,
-        bench_process_cpu_seconds: self_cpu() - bench_cpu0,
+        operator_cpu_seconds: op_cpu,
+        bench_process_cpu_seconds: bench_cpu,
+        other_processes_cpu_seconds: other.max(0.0),
         resync_ticks_during: ((t0 + converged).duration_since(t_ready).as_secs_f64()
             / resync as f64)
             .floor() as u64,
         operator: m1.since(&m0),
         api: cluster.server().map(|s| s.stats().into()),
+        poll_seconds: pending.poll_time.as_secs_f64(),
     };
     op.peak_rss_after_converge = status_field(&op.pid, "VmHWM").unwrap_or(f64::NAN);
     eprintln!(
@@ -1493,6 +1609,7 @@ async fn baseline(opts: &Opts, n: usize) -> anyhow::Result<Baseline> {
     let per_app = children_per_app()?;
     eprintln!("[{n}] baseline: a bare client applies {n} Applications and {per_app} children each");
     let bench_cpu0 = self_cpu();
+    let machine0 = machine_busy_cpu();
     server.reset_stats();
     let t0 = Instant::now();
     let api = apps_api(&client, NAMESPACE);
@@ -1541,27 +1658,54 @@ async fn baseline(opts: &Opts, n: usize) -> anyhow::Result<Baseline> {
     let services = apps[0]["spec"]["services"].as_array().map_or(0, Vec::len) * n;
     let databases = apps[0]["spec"]["databases"].as_array().map_or(0, Vec::len) * n;
     let timeout = converge_timeout(n, false);
+    // Every workload, checked one object at a time (never a long hold of the stand-in's lock)
+    // and forgotten once available.
+    let mut pending: Vec<(&str, String)> = Vec::with_capacity(services + databases);
+    for app in &apps {
+        let name = app["metadata"]["name"].as_str().unwrap_or_default();
+        for (list, plural) in [("services", "deployments"), ("databases", "statefulsets")] {
+            for c in app["spec"][list].as_array().into_iter().flatten() {
+                let component = c["name"].as_str().unwrap_or_default();
+                pending.push((plural, format!("{name}-{component}")));
+            }
+        }
+    }
+    let mut poll_time = Duration::ZERO;
     loop {
-        let deps = server.list_objects("apps", "v1", "deployments", Some(NAMESPACE));
-        let sts = server.list_objects("apps", "v1", "statefulsets", Some(NAMESPACE));
-        let ok_d = deps.iter().filter(|d| workload_available(d, false)).count();
-        let ok_s = sts.iter().filter(|s| workload_available(s, true)).count();
-        if ok_d == services && ok_s == databases {
+        // As for the Applications: in order, up to the first one not available.
+        let started = Instant::now();
+        let available = pending
+            .iter()
+            .take_while(|(plural, name)| {
+                server
+                    .get_object("apps", "v1", plural, Some(NAMESPACE), name)
+                    .is_some_and(|o| workload_available(&o, *plural == "statefulsets"))
+            })
+            .count();
+        pending.drain(..available);
+        poll_time += started.elapsed();
+        if pending.is_empty() {
             break;
         }
         if t0.elapsed() > timeout {
             bail!(
-                "baseline: only {ok_d}/{services} Deployments and {ok_s}/{databases} StatefulSets were available {timeout:?} after the first apply"
+                "baseline: {} of {} Deployments and StatefulSets were not available {timeout:?} after the first apply, e.g. {}",
+                pending.len(),
+                services + databases,
+                pending[0].1
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seconds = t0.elapsed().as_secs_f64();
+    let bench_cpu = self_cpu() - bench_cpu0;
     let result = Baseline {
         seconds,
         applies_sent_seconds: applies_sent.as_secs_f64(),
-        bench_process_cpu_seconds: self_cpu() - bench_cpu0,
+        bench_process_cpu_seconds: bench_cpu,
+        other_processes_cpu_seconds: (machine_busy_cpu() - machine0 - bench_cpu).max(0.0),
         api: server.stats().into(),
+        poll_seconds: poll_time.as_secs_f64(),
     };
     server.shutdown().await;
     eprintln!("[{n}] baseline: {seconds:.2} s");
@@ -1806,6 +1950,21 @@ fn print_report(report: &Report) {
             "",
         ),
         (
+            "  readiness polling (s)",
+            Box::new(|r: &Run| fmt_opt(r.converge.as_ref().map(|c| c.poll_seconds), 2)),
+            "",
+        ),
+        (
+            "  other processes' CPU (s)",
+            Box::new(|r: &Run| {
+                fmt_opt(
+                    r.converge.as_ref().map(|c| c.other_processes_cpu_seconds),
+                    1,
+                )
+            }),
+            "",
+        ),
+        (
             "baseline (s)",
             Box::new(|r: &Run| fmt_opt(r.baseline.as_ref().map(|b| b.seconds), 2)),
             "",
@@ -1819,6 +1978,21 @@ fn print_report(report: &Report) {
             "  bench process CPU (s)",
             Box::new(|r: &Run| {
                 fmt_opt(r.baseline.as_ref().map(|b| b.bench_process_cpu_seconds), 1)
+            }),
+            "",
+        ),
+        (
+            "  readiness polling (s)",
+            Box::new(|r: &Run| fmt_opt(r.baseline.as_ref().map(|b| b.poll_seconds), 2)),
+            "",
+        ),
+        (
+            "  other processes' CPU (s)",
+            Box::new(|r: &Run| {
+                fmt_opt(
+                    r.baseline.as_ref().map(|b| b.other_processes_cpu_seconds),
+                    1,
+                )
             }),
             "",
         ),
@@ -1880,6 +2054,16 @@ fn print_report(report: &Report) {
         (
             "  after converge (MiB)",
             Box::new(|r: &Run| fmt_opt(Some(r.operator.peak_rss_after_converge_mib), 1)),
+            "",
+        ),
+        (
+            "  RSS at end: heap / file (MiB)",
+            Box::new(|r: &Run| {
+                format!(
+                    "{:.0} / {:.0}",
+                    r.operator.rss_anon_mib, r.operator.rss_file_mib
+                )
+            }),
             "",
         ),
         (
