@@ -24,7 +24,7 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
 };
 use serde_json::{Value, json};
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::sync::oneshot;
 
 use crate::apiserver::{ApiServer, ServerOptions};
 
@@ -401,10 +401,13 @@ impl Default for OperatorOptions {
     }
 }
 
-/// A running Keelson operator.
+/// A running Keelson operator, on its own thread and single-threaded runtime, like a process of
+/// its own: [`Operator::kill`] ends it at once, with no cleanup (the lease is not released, every
+/// watch and task just stops), as a crashed pod would.
 pub struct Operator {
-    task: JoinHandle<anyhow::Result<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     stop: Option<oneshot::Sender<()>>,
+    kill: Option<oneshot::Sender<()>>,
     /// Its metrics.
     pub metrics: Arc<Metrics>,
     /// Its admin state (readiness).
@@ -431,19 +434,30 @@ impl Operator {
         let metrics = Arc::new(Metrics::new());
         let admin = AdminState::new(metrics.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(keelson::runtime::run_operator(
-            client,
-            config,
-            lease,
-            metrics.clone(),
-            admin.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (kill, killed) = oneshot::channel::<()>();
+        let (m, a) = (metrics.clone(), admin.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let result = rt.block_on(async move {
+                let run = keelson::runtime::run_operator(client, config, lease, m, a, async move {
+                    let _ = stopped.await;
+                });
+                tokio::select! {
+                    r = run => r,
+                    _ = killed => Ok(()),
+                }
+            });
+            // Nothing runs after block_on returns: dropping the runtime drops every task unpolled.
+            drop(rt);
+            result
+        });
         Operator {
-            task,
+            thread: Some(thread),
             stop: Some(stop),
+            kill: Some(kill),
             metrics,
             admin,
         }
@@ -459,14 +473,34 @@ impl Operator {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        match tokio::time::timeout(Duration::from_secs(30), &mut self.task).await {
-            Ok(r) => r?,
-            Err(_) => bail!("the operator did not shut down within 30 s"),
+        let thread = self.thread.take().expect("running");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !thread.is_finished() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("the operator did not shut down within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the operator panicked"))?
     }
 
     /// Kill it without any cleanup, as a crashed pod would end.
-    pub fn kill(self) {
-        self.task.abort();
+    pub fn kill(mut self) {
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
     }
 }

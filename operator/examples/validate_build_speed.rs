@@ -4,14 +4,19 @@
 use std::time::Instant;
 
 fn main() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/shop.yaml"))
-        .expect("samples/shop.yaml");
-    let app: keelson::api::Application = serde_norway::from_str(&text).expect("a valid Application");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/shop.yaml"))
+            .expect("samples/shop.yaml");
+    let app: keelson::api::Application =
+        serde_norway::from_str(&text).expect("a valid Application");
     let runs = 1000;
 
     let t = Instant::now();
     let model = keelson::api::validate(&app).expect("valid");
-    println!("first validate (compiles the schema and CEL rules): {:?}", t.elapsed());
+    println!(
+        "first validate (compiles the schema and CEL rules): {:?}",
+        t.elapsed()
+    );
 
     let t = Instant::now();
     for _ in 0..runs {
@@ -22,7 +27,15 @@ fn main() {
     let owner = Default::default();
     let t = Instant::now();
     for _ in 0..runs {
-        let _ = keelson::build::build(&model, &owner, keelson::build::Capabilities::ALL, &Default::default());
+        let _ = keelson::build::build(
+            &model,
+            &owner,
+            keelson::build::Capabilities::ALL,
+            &Default::default(),
+        );
     }
-    println!("build: {:?} per Application (23 objects)", t.elapsed() / runs);
+    println!(
+        "build: {:?} per Application (23 objects)",
+        t.elapsed() / runs
+    );
 }

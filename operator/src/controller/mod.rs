@@ -219,6 +219,8 @@ impl Context {
     }
 }
 
+type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>;
+
 /// Run the controller until `shutdown` resolves; in-flight reconciles finish first.
 ///
 /// `ready` is called once every watch has listed its objects and reconciling has started.
@@ -229,6 +231,26 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ready: impl FnOnce() + Send + 'static,
 ) -> anyhow::Result<()> {
+    let boxed: ShutdownSignal = Box::pin(shutdown);
+    let shutdown = futures::future::FutureExt::shared(boxed);
+    // Until the controllers run, a shutdown simply ends the start-up.
+    let started = tokio::select! {
+        s = start(client.clone(), config, metrics) => s,
+        _ = shutdown.clone() => return Ok(()),
+    };
+    let (ctx, owners_rx) = started;
+    run_started(client, ctx, owners_rx, shutdown, ready).await
+}
+
+/// Discover, then start and sync every watch.
+async fn start(
+    client: Client,
+    config: ControllerConfig,
+    metrics: Arc<Metrics>,
+) -> (
+    Arc<Context>,
+    mpsc::UnboundedReceiver<reflector::ObjectRef<Application>>,
+) {
     let mut delay = Duration::from_millis(200);
     let caps = loop {
         match fetch::capabilities(&client).await {
@@ -240,11 +262,20 @@ pub async fn run(
             }
         }
     };
-    let (ctx, owners_rx) = Context::new(client.clone(), config, metrics, caps);
+    let (ctx, owners_rx) = Context::new(client, config, metrics, caps);
     let ctx = Arc::new(ctx);
     ctx.start_watches(caps);
     ctx.wait_for_watches().await;
+    (ctx, owners_rx)
+}
 
+async fn run_started(
+    client: Client,
+    ctx: Arc<Context>,
+    owners_rx: mpsc::UnboundedReceiver<reflector::ObjectRef<Application>>,
+    shutdown: futures::future::Shared<ShutdownSignal>,
+    ready: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<()> {
     // Rediscover optional APIs; when one appears or goes, start its watch and reconcile all.
     let (caps_tx, caps_rx) = mpsc::unbounded::<()>();
     let discovery_ctx = ctx.clone();
@@ -277,7 +308,6 @@ pub async fn run(
     let mut controllers = Vec::new();
     let mut owners_rx = Some(owners_rx);
     let mut caps_rx = Some(caps_rx);
-    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let keys = ctx.config.scope.keys();
     // One owner/caps channel feeds every namespace's controller: fan them out.
     let (owner_senders, caps_senders): (Vec<_>, Vec<_>) = keys
