@@ -8,24 +8,16 @@ use keelson::controller::rbac::rules_with_place;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-/// Grants that no request shows: the API server checks them itself.
-const AUTHORIZATION_ONLY: &[&str] = &[
-    // Creating a child whose ownerReference sets blockOwnerDeletion is authorized as an update of
-    // the owner's finalizers; no request goes to that subresource.
-    "update keelson.dev/applications/finalizers",
-];
-
 /// A server-side apply that creates its object is authorized as `create` too, though the
 /// request is a PATCH.
 fn authorization_only(grant: &str) -> bool {
-    AUTHORIZATION_ONLY.contains(&grant)
-        || (grant.starts_with("create ")
-            && ![
-                "create secrets",
-                "create events.k8s.io/events",
-                "create coordination.k8s.io/leases",
-            ]
-            .contains(&grant))
+    grant.starts_with("create ")
+        && ![
+            "create secrets",
+            "create events.k8s.io/events",
+            "create coordination.k8s.io/leases",
+        ]
+        .contains(&grant)
 }
 
 fn granted() -> BTreeSet<String> {

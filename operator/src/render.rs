@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::{CustomResourceExt, Resource};
+use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -97,17 +96,8 @@ pub fn render_values(
                 name: name.to_string(),
                 source,
             })?;
-        let owner = OwnerReference {
-            api_version: Application::api_version(&()).into_owned(),
-            kind: Application::kind(&()).into_owned(),
-            name: name.to_string(),
-            uid: value["metadata"]["uid"]
-                .as_str()
-                .unwrap_or(PLACEHOLDER_UID)
-                .to_string(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        };
+        let uid = value["metadata"]["uid"].as_str().unwrap_or(PLACEHOLDER_UID);
+        let owner = build::labels::owner_reference(name, uid);
         let new_creds: BTreeMap<String, Credentials> = model
             .databases
             .iter()

@@ -57,6 +57,7 @@ async fn api_server(
         let stored = |mut obj: Value| {
             obj["metadata"]["resourceVersion"] = json!("1");
             obj["metadata"]["uid"] = json!("child-uid");
+            obj["metadata"]["generation"] = json!(1);
             obj
         };
         let (code, resp) = match method.as_str() {
@@ -190,6 +191,7 @@ fn stored_children(app: &Value) -> Vec<Value> {
     .into_iter()
     .map(|mut o| {
         o["metadata"]["resourceVersion"] = json!("1");
+        o["metadata"]["generation"] = json!(1);
         o
     })
     .collect()
@@ -439,5 +441,39 @@ async fn existing_credentials_are_never_replaced() {
         !calls.iter().any(|c| c.path.contains("/secrets")),
         "{:#?}",
         writes(&calls)
+    );
+}
+
+#[tokio::test]
+async fn a_status_only_change_is_not_reapplied_but_a_spec_edit_is() {
+    let mut app = application("shop.yaml");
+    let h = Harness::new(&app);
+    let first = h.reconcile(&app).await;
+    app["status"] = first
+        .iter()
+        .find(|c| c.path.ends_with("/status"))
+        .unwrap()
+        .body["status"]
+        .clone();
+    // The Deployment controller wrote status (new resourceVersion, same generation) on every
+    // Deployment; someone edited the spec of one (generation 2).
+    let children: Vec<Value> = stored_children(&app)
+        .into_iter()
+        .map(|mut o| {
+            if o["kind"] == "Deployment" {
+                o["metadata"]["resourceVersion"] = json!("2");
+                if o["metadata"]["name"] == "shop-payment" {
+                    o["metadata"]["generation"] = json!(2);
+                }
+            }
+            o
+        })
+        .collect();
+    h.preload(&children);
+    let second = h.reconcile(&app).await;
+    assert_eq!(
+        writes(&second),
+        vec!["PATCH /apis/apps/v1/namespaces/shop/deployments/shop-payment"],
+        "only the edited Deployment is applied again"
     );
 }

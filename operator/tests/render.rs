@@ -141,7 +141,6 @@ fn every_child_has_the_controller_owner_reference() {
                     "name": app_name,
                     "uid": PLACEHOLDER_UID,
                     "controller": true,
-                    "blockOwnerDeletion": true,
                 }]),
                 "{stem}: {}",
                 kind_name(o)

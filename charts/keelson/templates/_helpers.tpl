@@ -82,11 +82,6 @@ release namespace. Keep in step with `keelson rbac`; charts/tests checks both.
 - apiGroups: ["keelson.dev"]
   resources: ["applications/status"]
   verbs: ["patch"]
-# Children set blockOwnerDeletion on their owner reference, which the API server authorizes as
-# an update of the owner's finalizers.
-- apiGroups: ["keelson.dev"]
-  resources: ["applications/finalizers"]
-  verbs: ["update"]
 # Database credentials: created once, never patched.
 - apiGroups: [""]
   resources: ["secrets"]

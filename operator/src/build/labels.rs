@@ -75,6 +75,21 @@ pub fn labels(app: &str, component: &str, role: Role) -> BTreeMap<String, String
     l
 }
 
+/// The controller owner reference every child carries. No `blockOwnerDeletion`: the garbage
+/// collector removes children after their Application either way, and setting it would need
+/// permission to update the Application's finalizers.
+pub fn owner_reference(app_name: &str, app_uid: &str) -> OwnerReference {
+    use kube::Resource;
+    OwnerReference {
+        api_version: crate::api::Application::api_version(&()).into_owned(),
+        kind: crate::api::Application::kind(&()).into_owned(),
+        name: app_name.to_string(),
+        uid: app_uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
 /// The metadata of a child: name, namespace, labels and the controller owner reference.
 pub fn child_meta(
     model: &Model,

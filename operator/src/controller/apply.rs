@@ -34,6 +34,33 @@ use super::{
 struct Record {
     hash: u64,
     resource_version: Option<String>,
+    /// `metadata.generation` after the apply, for kinds that have one.
+    generation: Option<i64>,
+    /// Hash of the labels, annotations and owner references after the apply.
+    metadata: u64,
+}
+
+/// What of an object's metadata a hand edit could change without bumping its generation.
+fn metadata_hash(meta: &kube::api::ObjectMeta) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&(&meta.labels, &meta.annotations, &meta.owner_references))
+        .expect("metadata serializes")
+        .hash(&mut h);
+    h.finish()
+}
+
+impl Record {
+    /// Whether the live object is still what Keelson last applied: the same resourceVersion,
+    /// or, for kinds with a generation, the same generation and metadata (only status moved,
+    /// e.g. a Deployment's rollout progress).
+    fn matches(&self, live: &kube::api::ObjectMeta) -> bool {
+        if live.resource_version.is_some() && live.resource_version == self.resource_version {
+            return true;
+        }
+        self.generation.is_some()
+            && live.generation == self.generation
+            && metadata_hash(live) == self.metadata
+    }
 }
 
 /// A child of one Application: (kind, name).
@@ -157,13 +184,14 @@ impl<'a> Applier<'a> {
         self.report.keep(kind, &name);
         let key = (kind, name.clone());
         let hash = hash_of(obj);
-        let live_rv = stores
-            .get(self.namespace, &name)
+        let live = stores.get(self.namespace, &name);
+        let live_rv = live
+            .as_ref()
             .and_then(|o| o.meta().resource_version.clone());
         let cached = self.ctx.applied.get(self.app_uid, &key);
-        if let (Some(c), Some(rv)) = (&cached, &live_rv)
+        if let (Some(c), Some(live)) = (&cached, &live)
             && c.hash == hash
-            && c.resource_version.as_ref() == Some(rv)
+            && c.matches(live.meta())
         {
             return Ok(());
         }
@@ -191,6 +219,8 @@ impl<'a> Applier<'a> {
             Record {
                 hash,
                 resource_version: new_rv.clone(),
+                generation: applied.meta().generation,
+                metadata: metadata_hash(applied.meta()),
             },
         );
 

@@ -45,8 +45,7 @@ pub enum Place {
 pub const CHILD_VERBS: &[&str] = &["create", "delete", "list", "patch", "watch"];
 /// Verbs on credentials Secrets: created once (never patched), read, watched, pruned.
 pub const SECRET_VERBS: &[&str] = &["create", "delete", "get", "list", "watch"];
-/// Verbs on the Application: watched; status applied; finalizers updated by the API server's
-/// owner-reference check when children set `blockOwnerDeletion`.
+/// Verbs on the Application: watched (its status is applied through `applications/status`).
 pub const APPLICATION_VERBS: &[&str] = &["list", "watch"];
 /// Verbs on Events (events.k8s.io/v1): created, then patched as a series repeats.
 pub const EVENT_VERBS: &[&str] = &["create", "patch"];
@@ -71,10 +70,6 @@ pub fn rules_with_place() -> Vec<(Rule, Place)> {
     let mut out = vec![
         (rule::<Application>(None, APPLICATION_VERBS), Watched),
         (rule::<Application>(Some("status"), &["patch"]), Watched),
-        (
-            rule::<Application>(Some("finalizers"), &["update"]),
-            Watched,
-        ),
         (rule::<Secret>(None, SECRET_VERBS), Watched),
         (rule::<Service>(None, CHILD_VERBS), Watched),
         (rule::<StatefulSet>(None, CHILD_VERBS), Watched),
