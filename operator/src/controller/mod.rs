@@ -469,9 +469,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     };
 
     // fetch + build
-    let owner = app
-        .controller_owner_ref(&())
-        .expect("a stored Application has a uid");
+    let owner = build::labels::owner_reference(&app.name_any(), &uid);
     let caps = ctx.caps();
     let new_credentials = fetch::missing_credentials(ctx, &model).await?;
     let children = build::build(&model, &owner, caps, &new_credentials);
