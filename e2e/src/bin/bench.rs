@@ -216,6 +216,8 @@ struct Machine {
     cpu_model: String,
     memory_mib: u64,
     kernel: String,
+    /// `/proc/loadavg` when the benchmark started: other work on the machine skews the figures.
+    load_average: String,
     keelson_bin: String,
     keelson_bin_mib: f64,
     /// The size without debug information (`strip`), when `strip` is installed.
@@ -1154,7 +1156,8 @@ async fn operator_phases(
         }
         if last_report.elapsed() > Duration::from_secs(10) {
             eprintln!(
-                "[{n}]   {ready}/{n} Ready after {:.0} s",
+                "[{n}]   shop-0..shop-{} Ready after {:.0} s",
+                ready.saturating_sub(1),
                 t0.elapsed().as_secs_f64()
             );
             last_report = Instant::now();
@@ -1738,6 +1741,12 @@ fn machine(bin: &Path) -> anyhow::Result<Machine> {
         .unwrap_or_default()
         .trim()
         .to_string();
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let size = std::fs::metadata(bin)
         .with_context(|| format!("stat {}", bin.display()))?
         .len();
@@ -1762,6 +1771,7 @@ fn machine(bin: &Path) -> anyhow::Result<Machine> {
         cpu_model,
         memory_mib,
         kernel,
+        load_average,
         keelson_bin: bin.display().to_string(),
         keelson_bin_mib: size as f64 / (1024.0 * 1024.0),
         keelson_bin_stripped_mib: stripped_size(bin).map(|s| s as f64 / (1024.0 * 1024.0)),
@@ -1840,11 +1850,12 @@ fn print_report(report: &Report) {
     println!();
     println!("Keelson scale benchmark, {}", m.date);
     println!(
-        "machine: {} x {} ({} MiB RAM, Linux {}); commit {}",
+        "machine: {} x {} ({} MiB RAM, Linux {}, load average {} at start); commit {}",
         m.nproc,
         m.cpu_model,
         m.memory_mib,
         m.kernel,
+        m.load_average,
         m.git_commit.as_deref().unwrap_or("unknown")
     );
     println!(
