@@ -63,13 +63,20 @@ impl Election {
         }
     }
 
-    /// Leave the election and release the lease, so a standby takes over at once.
+    /// Leave the election and release the lease, so a standby takes over at once. Gives up
+    /// after a few seconds (the election may be backing off after an API error): the lease then
+    /// simply expires.
     pub async fn release(self) {
         drop(self.leading);
-        match self.task.await {
-            Ok(Ok(_)) => tracing::info!("released the leader lease"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the leader lease"),
-            Err(e) => tracing::warn!(error = %e, "leader election task failed"),
+        let mut task = self.task;
+        match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader election task failed"),
+            Err(_) => {
+                task.abort();
+                tracing::warn!("gave up releasing the leader lease; it expires by itself");
+            }
         }
     }
 }
