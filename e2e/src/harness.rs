@@ -450,8 +450,9 @@ impl Operator {
                     _ = killed => Ok(()),
                 }
             });
-            // Nothing runs after block_on returns: dropping the runtime drops every task unpolled.
-            drop(rt);
+            // Nothing runs after block_on returns: shutting the runtime down drops every task
+            // unpolled (and does not wait on blocking work).
+            rt.shutdown_timeout(Duration::from_millis(500));
             result
         });
         Operator {
