@@ -231,7 +231,8 @@ struct Settings {
     namespace_layout: &'static str,
     children_per_app: usize,
     concurrency: usize,
-    workload_ready_delay_ms: u64,
+    /// The stand-in's workload ready delay (none on a real cluster).
+    workload_ready_delay_ms: Option<u64>,
     drift_edits: usize,
     discovery_seconds: u64,
     operator_args: Vec<String>,
@@ -1867,12 +1868,15 @@ fn print_report(report: &Report) {
     );
     let s = &report.settings;
     println!(
-        "mode: {}; {}; {} children per Application; concurrency {}; workload ready delay {} ms; discovery every {} s",
+        "mode: {}; {}; {} children per Application; concurrency {}; {}; discovery every {} s",
         s.mode,
         s.namespace_layout,
         s.children_per_app,
         s.concurrency,
-        s.workload_ready_delay_ms,
+        s.workload_ready_delay_ms
+            .map_or("workloads start for real".to_string(), |ms| format!(
+                "stand-in workloads ready {ms} ms after a change"
+            )),
         s.discovery_seconds
     );
     println!(
@@ -2234,7 +2238,9 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         namespace_layout: "one namespace holding N Applications shop-0..shop-<N-1>",
         children_per_app: children_per_app()?,
         concurrency: opts.concurrency,
-        workload_ready_delay_ms: opts.ready_delay.as_millis() as u64,
+        workload_ready_delay_ms: real
+            .is_none()
+            .then_some(opts.ready_delay.as_millis() as u64),
         drift_edits: opts.drift_edits,
         discovery_seconds: DISCOVERY_SECONDS,
         operator_args: sample_args,
