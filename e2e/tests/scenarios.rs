@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use e2e::harness::{Env, EnvOptions, OperatorOptions, converge_timeout, wait_for};
+use e2e::harness::{Env, EnvOptions, Operator, OperatorOptions, converge_timeout, wait_for};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
@@ -27,6 +27,16 @@ async fn secret_data(env: &Env, name: &str) -> Value {
         .await
         .unwrap();
     o.data["data"].clone()
+}
+
+/// Start the operator, apply the Application `shop`, and wait until it is Ready.
+async fn converged(env: &Env, app: &Value, opts: OperatorOptions) -> Operator {
+    let op = env.start_operator(opts);
+    env.apply_app(app).await.unwrap();
+    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
+        .await
+        .unwrap();
+    op
 }
 
 /// The shop plus a background worker that nothing routes to.
@@ -131,13 +141,12 @@ async fn drift_is_repaired() {
     let env = Env::start("e2e-drift", EnvOptions::default())
         .await
         .unwrap();
-    let op = env.start_operator(OperatorOptions::default());
-    env.apply_app(&env.sample("shop.yaml").unwrap())
-        .await
-        .unwrap();
-    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
-        .await
-        .unwrap();
+    let op = converged(
+        &env,
+        &env.sample("shop.yaml").unwrap(),
+        OperatorOptions::default(),
+    )
+    .await;
     let repair = if env.real() {
         Duration::from_secs(30)
     } else {
@@ -188,12 +197,8 @@ async fn a_removed_service_is_pruned_and_nothing_else_changes() {
     let env = Env::start("e2e-prune", EnvOptions::default())
         .await
         .unwrap();
-    let op = env.start_operator(OperatorOptions::default());
     let mut app = shop_with_worker(&env);
-    env.apply_app(&app).await.unwrap();
-    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
-        .await
-        .unwrap();
+    let op = converged(&env, &app, OperatorOptions::default()).await;
     let before = env.children("shop").await.unwrap();
     let worker: Vec<String> = before
         .keys()
@@ -239,12 +244,8 @@ async fn an_invalid_edit_is_reported_and_deletes_nothing() {
     let env = Env::start("e2e-invalid", EnvOptions::default())
         .await
         .unwrap();
-    let op = env.start_operator(OperatorOptions::default());
     let mut app = env.sample("shop.yaml").unwrap();
-    env.apply_app(&app).await.unwrap();
-    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
-        .await
-        .unwrap();
+    let op = converged(&env, &app, OperatorOptions::default()).await;
     let before = versions(&env.children("shop").await.unwrap());
 
     // Passes admission (the schema cannot see it), fails validation: a probe on an undeclared
@@ -293,13 +294,9 @@ async fn deleting_the_application_collects_children_but_keeps_retained_volumes()
     let env = Env::start("e2e-delete", EnvOptions::default())
         .await
         .unwrap();
-    let op = env.start_operator(OperatorOptions::default());
     let mut app = env.sample("shop.yaml").unwrap();
     app["spec"]["databases"][1]["deletionPolicy"] = json!("Delete"); // cache
-    env.apply_app(&app).await.unwrap();
-    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
-        .await
-        .unwrap();
+    let op = converged(&env, &app, OperatorOptions::default()).await;
     let pvcs = env.dynamic("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
     let claims = wait_for(converge_timeout(env.real()), || async {
         let names: Vec<String> = pvcs
@@ -545,16 +542,11 @@ async fn a_steady_state_resync_writes_nothing() {
     let env = Env::start("e2e-steady", EnvOptions::default())
         .await
         .unwrap();
-    let op = env.start_operator(OperatorOptions {
+    let resync = OperatorOptions {
         resync: Duration::from_secs(1),
         ..OperatorOptions::default()
-    });
-    env.apply_app(&env.sample("shop.yaml").unwrap())
-        .await
-        .unwrap();
-    env.wait_condition("shop", READY, "True", converge_timeout(env.real()))
-        .await
-        .unwrap();
+    };
+    let op = converged(&env, &env.sample("shop.yaml").unwrap(), resync).await;
     // Let the last status and controller writes settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let apps: Api<keelson::api::Application> = env.apps();
