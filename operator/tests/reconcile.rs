@@ -14,12 +14,14 @@ use k8s_openapi::api::{
 use keelson::{
     api::Application,
     build::{Capabilities, Credentials},
-    controller::{self, Context, ControllerConfig, watch::KindStores},
+    controller::{
+        self, Context, ControllerConfig,
+        watch::{Child, KindStores},
+    },
     external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
     runtime::metrics::Metrics,
 };
-use kube::{Client, client::Body, core::PartialObjectMeta};
-use serde::de::DeserializeOwned;
+use kube::{Client, client::Body};
 use serde_json::{Value, json};
 
 const UID: &str = "6d5c1a9e-3f7b-4c2a-9d8e-1b2c3d4e5f60";
@@ -140,44 +142,25 @@ impl Harness {
     /// Fill every child store with `objects` (as the watches would have seen them).
     fn preload(&self, objects: &[Value]) {
         let s = &self.ctx.stores;
-        preload_meta::<Secret>(&s.secrets, objects);
-        preload_meta::<Service>(&s.services, objects);
-        preload_full::<StatefulSet>(&s.stateful_sets, objects);
-        preload_full::<Deployment>(&s.deployments, objects);
-        preload_meta::<HorizontalPodAutoscaler>(&s.hpas, objects);
-        preload_meta::<PodDisruptionBudget>(&s.pdbs, objects);
-        preload_meta::<ServiceMonitor>(&s.service_monitors, objects);
-        preload_meta::<Ingress>(&s.ingresses, objects);
-        preload_meta::<HttpRoute>(&s.http_routes, objects);
+        preload::<Secret>(&s.secrets, objects);
+        preload::<Service>(&s.services, objects);
+        preload::<StatefulSet>(&s.stateful_sets, objects);
+        preload::<Deployment>(&s.deployments, objects);
+        preload::<HorizontalPodAutoscaler>(&s.hpas, objects);
+        preload::<PodDisruptionBudget>(&s.pdbs, objects);
+        preload::<ServiceMonitor>(&s.service_monitors, objects);
+        preload::<Ingress>(&s.ingresses, objects);
+        preload::<HttpRoute>(&s.http_routes, objects);
     }
 }
 
-fn of_kind<K: kube::Resource<DynamicType = ()>>(objects: &[Value]) -> impl Iterator<Item = &Value> {
-    objects
+fn preload<K: Child>(stores: &KindStores<K>, objects: &[Value]) {
+    let typed: Vec<K> = objects
         .iter()
         .filter(|o| o["kind"] == K::kind(&()).as_ref())
-}
-
-fn preload_meta<K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned>(
-    stores: &KindStores<PartialObjectMeta<K>>,
-    objects: &[Value],
-) {
-    stores.preload(
-        of_kind::<K>(objects)
-            .map(|o| serde_json::from_value(o.clone()).unwrap())
-            .collect(),
-    );
-}
-
-fn preload_full<K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned>(
-    stores: &KindStores<K>,
-    objects: &[Value],
-) {
-    stores.preload(
-        of_kind::<K>(objects)
-            .map(|o| serde_json::from_value(o.clone()).unwrap())
-            .collect(),
-    );
+        .map(|o| serde_json::from_value(o.clone()).unwrap())
+        .collect();
+    stores.preload(&typed);
 }
 
 /// The children of `app` as the API server stores them after the first apply.

@@ -85,7 +85,7 @@ release namespace. Keep in step with `keelson rbac`; charts/tests checks both.
 # Database credentials: created once, never patched.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["create", "delete", "get", "list", "watch"]
+  verbs: ["create", "delete", "list", "watch"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create", "delete", "list", "patch", "watch"]

@@ -2,16 +2,16 @@
 //! children that provably have not changed since Keelson last applied them.
 //!
 //! The skip is what makes a no-op resync free: Keelson remembers, per child, the hash of what it
-//! applied and the resourceVersion the API server answered. When the desired object hashes the
-//! same and the watched object still carries that resourceVersion, nobody has touched it and the
-//! apply is skipped. Anything else (a hand edit, a deletion, a controller's status write, a
-//! restart of the operator) leads to a real apply, which the API server turns into a no-op when
-//! nothing differs.
+//! applied and the resourceVersion (and generation, or spec hash) the API server answered. When
+//! the desired object hashes the same and the watched child still carries that resourceVersion,
+//! or the same generation (spec hash) with Keelson's labels, annotations and owner reference in
+//! place, nobody has changed what Keelson applied and the apply is skipped. Anything else (a hand
+//! edit, a deletion, a restart of the operator) leads to a real apply, which the API server turns
+//! into a no-op when nothing differs.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt::Debug,
-    hash::{Hash, Hasher},
     sync::Mutex,
 };
 
@@ -19,47 +19,40 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams, PostParams},
-    core::NamespaceResourceScope,
 };
-use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     Context, FIELD_MANAGER,
     error::{Error, Result, is_already_exists},
-    watch::KindStores,
+    watch::{Child, KindStores, Observed, hash_value, metadata_hashes},
 };
 
 /// What Keelson last applied to one child.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Record {
+    /// Hash of the applied object.
     hash: u64,
+    /// What the API server answered: its resourceVersion, generation and spec hash.
     resource_version: Option<String>,
-    /// `metadata.generation` after the apply, for kinds that have one.
     generation: Option<i64>,
-    /// Hash of the labels, annotations and owner references after the apply.
-    metadata: u64,
-}
-
-/// What of an object's metadata a hand edit could change without bumping its generation.
-fn metadata_hash(meta: &kube::api::ObjectMeta) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_vec(&(&meta.labels, &meta.annotations, &meta.owner_references))
-        .expect("metadata serializes")
-        .hash(&mut h);
-    h.finish()
+    spec: Option<u64>,
 }
 
 impl Record {
-    /// Whether the live object is still what Keelson last applied: the same resourceVersion,
-    /// or, for kinds with a generation, the same generation and metadata (only status moved,
-    /// e.g. a Deployment's rollout progress).
-    fn matches(&self, live: &kube::api::ObjectMeta) -> bool {
+    /// Whether the live child is still what Keelson last applied: the same resourceVersion; or,
+    /// for kinds with a generation (or a watched spec), the same generation (or spec) and every
+    /// label, annotation and owner reference Keelson applied still in place, so only status or
+    /// other managers' metadata moved (a Deployment's rollout progress, an HPA's status).
+    fn matches(&self, live: &Observed, wanted_metadata: &[u64]) -> bool {
         if live.resource_version.is_some() && live.resource_version == self.resource_version {
             return true;
         }
-        self.generation.is_some()
-            && live.generation == self.generation
-            && metadata_hash(live) == self.metadata
+        let same_spec = match (self.generation, self.spec) {
+            (Some(g), _) => live.generation == Some(g),
+            (None, Some(s)) => live.spec == Some(s),
+            (None, None) => false,
+        };
+        same_spec && live.has_metadata(wanted_metadata)
     }
 }
 
@@ -146,13 +139,6 @@ pub struct Applier<'a> {
     pub report: Report,
 }
 
-fn hash_of<K: Serialize>(obj: &K) -> u64 {
-    let bytes = serde_json::to_vec(obj).expect("objects serialize");
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
-}
-
 impl<'a> Applier<'a> {
     /// An applier for the Application with `app_uid` in `namespace`.
     pub fn new(ctx: &'a Context, app_uid: &'a str, namespace: &'a str) -> Self {
@@ -170,28 +156,18 @@ impl<'a> Applier<'a> {
     }
 
     /// Server-side apply `obj` unless it is provably unchanged; `stores` is the watch of its kind.
-    pub async fn apply<K, T>(&mut self, obj: &K, stores: &KindStores<T>) -> Result<()>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
-        T: Resource<DynamicType = ()> + Clone + 'static,
-    {
+    pub async fn apply<K: Child>(&mut self, obj: &K, stores: &KindStores<K>) -> Result<()> {
         let kind: &'static str = kind_name::<K>();
         let name = obj.name_any();
         self.report.keep(kind, &name);
         let key = (kind, name.clone());
-        let hash = hash_of(obj);
+        let hash = hash_value(obj);
         let live = stores.get(self.namespace, &name);
-        let live_rv = live
-            .as_ref()
-            .and_then(|o| o.meta().resource_version.clone());
+        let live_rv = live.as_ref().and_then(|o| o.resource_version.clone());
         let cached = self.ctx.applied.get(self.app_uid, &key);
         if let (Some(c), Some(live)) = (&cached, &live)
             && c.hash == hash
-            && c.matches(live.meta())
+            && c.matches(live, &metadata_hashes(obj.meta()))
         {
             return Ok(());
         }
@@ -220,7 +196,7 @@ impl<'a> Applier<'a> {
                 hash,
                 resource_version: new_rv.clone(),
                 generation: applied.meta().generation,
-                metadata: metadata_hash(applied.meta()),
+                spec: applied.spec_hash(),
             },
         );
 

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, discovery};
+use kube::{Client, discovery};
 
 use super::{
     Context,
@@ -36,31 +35,20 @@ async fn serves<K: kube::Resource<DynamicType = ()>>(client: &Client) -> Result<
     }
 }
 
-/// Fresh credentials for every database of `model` whose Secret does not exist yet. A Secret
-/// that exists, whoever made it, is never replaced.
-pub async fn missing_credentials(
-    ctx: &Context,
-    model: &Model,
-) -> Result<BTreeMap<String, Credentials>> {
-    let mut out = BTreeMap::new();
-    for db in &model.databases {
-        if ctx
-            .stores
-            .secrets
-            .get(&model.namespace, &db.secret_name)
-            .is_some()
-        {
-            continue;
-        }
-        // Not in the watch (new, not seen yet, or made by hand without Keelson's labels): ask.
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &model.namespace);
-        match api.get_metadata(&db.secret_name).await {
-            Ok(_) => continue,
-            Err(e) if is_not_found(&e) => {
-                out.insert(db.spec.name.clone(), Credentials::generate());
-            }
-            Err(e) => return Err(Error::kube(format!("get Secret {}", db.secret_name), e)),
-        }
-    }
-    Ok(out)
+/// Fresh credentials for every database of `model` whose Secret the watch has not seen. The
+/// Secret is then created, never replaced: when it exists after all (made by hand without
+/// Keelson's labels, or not seen yet), the create is refused and the fresh credentials are
+/// dropped, so a Secret that exists, whoever made it, keeps its credentials.
+pub fn missing_credentials(ctx: &Context, model: &Model) -> BTreeMap<String, Credentials> {
+    model
+        .databases
+        .iter()
+        .filter(|db| {
+            ctx.stores
+                .secrets
+                .get(&model.namespace, &db.secret_name)
+                .is_none()
+        })
+        .map(|db| (db.spec.name.clone(), Credentials::generate()))
+        .collect()
 }

@@ -29,7 +29,6 @@ use k8s_openapi::api::{
 };
 use kube::{
     Client, Resource, ResourceExt,
-    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
         controller::{Action, Config as ControllerRuntimeConfig},
@@ -81,23 +80,23 @@ impl Default for ControllerConfig {
 #[derive(Default)]
 pub struct Stores {
     /// Credentials Secrets.
-    pub secrets: KindStores<PartialObjectMeta<Secret>>,
+    pub secrets: KindStores<Secret>,
     /// Services.
-    pub services: KindStores<PartialObjectMeta<Service>>,
-    /// StatefulSets (metadata, replicas and status).
+    pub services: KindStores<Service>,
+    /// StatefulSets.
     pub stateful_sets: KindStores<StatefulSet>,
-    /// Deployments (metadata, replicas and status).
+    /// Deployments.
     pub deployments: KindStores<Deployment>,
     /// Autoscalers.
-    pub hpas: KindStores<PartialObjectMeta<HorizontalPodAutoscaler>>,
+    pub hpas: KindStores<HorizontalPodAutoscaler>,
     /// Disruption budgets.
-    pub pdbs: KindStores<PartialObjectMeta<PodDisruptionBudget>>,
+    pub pdbs: KindStores<PodDisruptionBudget>,
     /// ServiceMonitors, once the cluster serves them.
-    pub service_monitors: KindStores<PartialObjectMeta<ServiceMonitor>>,
+    pub service_monitors: KindStores<ServiceMonitor>,
     /// Ingresses.
-    pub ingresses: KindStores<PartialObjectMeta<Ingress>>,
+    pub ingresses: KindStores<Ingress>,
     /// HTTPRoutes, once the cluster serves them.
-    pub http_routes: KindStores<PartialObjectMeta<HttpRoute>>,
+    pub http_routes: KindStores<HttpRoute>,
 }
 
 /// What every reconcile shares.
@@ -157,22 +156,6 @@ impl Context {
     }
 }
 
-/// Strip a Deployment to what status reads.
-fn strip_deployment(d: &mut Deployment) {
-    d.spec = k8s_openapi::api::apps::v1::DeploymentSpec {
-        replicas: d.spec.replicas,
-        ..Default::default()
-    };
-}
-
-/// Strip a StatefulSet to what status reads.
-fn strip_stateful_set(s: &mut StatefulSet) {
-    s.spec = k8s_openapi::api::apps::v1::StatefulSetSpec {
-        replicas: s.spec.replicas,
-        ..Default::default()
-    };
-}
-
 impl Context {
     /// Start the watches the capabilities allow and that have not started yet.
     fn start_watches(&self, caps: Capabilities) {
@@ -183,25 +166,19 @@ impl Context {
             self.owners.clone(),
         );
         if !st.deployments.started() {
-            watch::watch_metadata::<Secret>(c, s, &st.secrets, tx.clone());
-            watch::watch_metadata::<Service>(c, s, &st.services, tx.clone());
-            watch::watch_objects::<StatefulSet>(
-                c,
-                s,
-                &st.stateful_sets,
-                tx.clone(),
-                strip_stateful_set,
-            );
-            watch::watch_objects::<Deployment>(c, s, &st.deployments, tx.clone(), strip_deployment);
-            watch::watch_metadata::<HorizontalPodAutoscaler>(c, s, &st.hpas, tx.clone());
-            watch::watch_metadata::<PodDisruptionBudget>(c, s, &st.pdbs, tx.clone());
-            watch::watch_metadata::<Ingress>(c, s, &st.ingresses, tx.clone());
+            st.secrets.watch(c, s, tx.clone());
+            st.services.watch(c, s, tx.clone());
+            st.stateful_sets.watch(c, s, tx.clone());
+            st.deployments.watch(c, s, tx.clone());
+            st.hpas.watch(c, s, tx.clone());
+            st.pdbs.watch(c, s, tx.clone());
+            st.ingresses.watch(c, s, tx.clone());
         }
         if caps.service_monitors && !st.service_monitors.started() {
-            watch::watch_metadata::<ServiceMonitor>(c, s, &st.service_monitors, tx.clone());
+            st.service_monitors.watch(c, s, tx.clone());
         }
         if caps.http_routes && !st.http_routes.started() {
-            watch::watch_metadata::<HttpRoute>(c, s, &st.http_routes, tx);
+            st.http_routes.watch(c, s, tx);
         }
     }
 
@@ -344,8 +321,12 @@ async fn run_started(
     {
         let api = Scope::api::<Application>(&client, &key);
         let (reader, writer) = reflector::store();
-        let apps = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        // The store keeps Applications without their managedFields: nothing reads them, and
+        // at thousands of Applications they would be most of the operator's memory.
+        let watched = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(|app: &mut Application| app.metadata.managed_fields = None);
+        let apps = reflector::reflector(writer, watched)
             .applied_objects()
             .predicate_filter(predicates::generation, Default::default());
         let resync = ctx.config.resync;
@@ -471,7 +452,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     // fetch + build
     let owner = build::labels::owner_reference(&app.name_any(), &uid);
     let caps = ctx.caps();
-    let new_credentials = fetch::missing_credentials(ctx, &model).await?;
+    let new_credentials = fetch::missing_credentials(ctx, &model);
     let children = build::build(&model, &owner, caps, &new_credentials);
 
     // apply, then prune only after a complete apply
@@ -627,16 +608,8 @@ async fn prune_all(p: &mut prune::Pruner<'_>) -> Result<()> {
     let st = &p.context().stores;
     p.prune(&st.secrets).await?;
     p.prune(&st.services).await?;
-    let names = |v: Vec<Arc<StatefulSet>>| v.iter().map(|o| o.name_any()).collect();
-    let sts = names(st.stateful_sets.owned_by(p.namespace(), p.app_uid()));
-    p.prune_names::<StatefulSet>(sts).await?;
-    let deps = st
-        .deployments
-        .owned_by(p.namespace(), p.app_uid())
-        .iter()
-        .map(|o| o.name_any())
-        .collect();
-    p.prune_names::<Deployment>(deps).await?;
+    p.prune(&st.stateful_sets).await?;
+    p.prune(&st.deployments).await?;
     p.prune(&st.hpas).await?;
     p.prune(&st.pdbs).await?;
     p.prune(&st.service_monitors).await?;

@@ -2,20 +2,15 @@
 //! that the spec no longer wants. Runs only after a valid spec was fully applied, so an invalid
 //! edit or a failed apply never deletes anything.
 
-use std::{collections::BTreeSet, fmt::Debug};
+use std::collections::BTreeSet;
 
-use kube::{
-    Api, Resource, ResourceExt,
-    api::DeleteParams,
-    core::{NamespaceResourceScope, PartialObjectMeta},
-};
-use serde::de::DeserializeOwned;
+use kube::{Api, api::DeleteParams};
 
 use super::{
     Context,
     apply::{Report, kind_name},
     error::{Error, Result, is_not_found},
-    watch::KindStores,
+    watch::{Child, KindStores},
 };
 
 /// Deletes owned children that were not applied this pass.
@@ -60,30 +55,9 @@ impl<'a> Pruner<'a> {
         self.app_uid
     }
 
-    /// Prune kind `K`, whose objects the metadata watch in `stores` sees.
-    pub async fn prune<K>(&mut self, stores: &KindStores<PartialObjectMeta<K>>) -> Result<()>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
-        let names = stores
-            .owned_by(self.namespace, self.app_uid)
-            .iter()
-            .map(|o| o.name_any())
-            .collect();
-        self.prune_names::<K>(names).await
-    }
-
-    /// Prune kind `K` among `owned`, the names of its objects this Application owns.
-    pub async fn prune_names<K>(&mut self, owned: Vec<String>) -> Result<()>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
+    /// Prune kind `K` among the children its watch in `stores` sees owned by this Application.
+    pub async fn prune<K: Child>(&mut self, stores: &KindStores<K>) -> Result<()> {
+        let owned = stores.owned_by(self.namespace, self.app_uid);
         let kind = kind_name::<K>();
         let empty = BTreeSet::new();
         let keep = self.desired.desired.get(kind).unwrap_or(&empty);

@@ -43,8 +43,9 @@ pub enum Place {
 /// Verbs the controller uses on the children it server-side applies, watches and prunes.
 /// `create` is needed because an apply that creates an object is authorized as a create.
 pub const CHILD_VERBS: &[&str] = &["create", "delete", "list", "patch", "watch"];
-/// Verbs on credentials Secrets: created once (never patched), read, watched, pruned.
-pub const SECRET_VERBS: &[&str] = &["create", "delete", "get", "list", "watch"];
+/// Verbs on credentials Secrets: created once (never patched or read one by one), watched,
+/// pruned.
+pub const SECRET_VERBS: &[&str] = &["create", "delete", "list", "watch"];
 /// Verbs on the Application: watched (its status is applied through `applications/status`).
 pub const APPLICATION_VERBS: &[&str] = &["list", "watch"];
 /// Verbs on Events (events.k8s.io/v1): created, then patched as a series repeats.

@@ -3,7 +3,6 @@
 //! writes nothing and a status write never feeds another round of work.
 
 use k8s_openapi::{
-    api::apps::v1::{Deployment, StatefulSet},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
@@ -15,6 +14,7 @@ use kube::{
 use super::{
     Context, FIELD_MANAGER,
     error::{Error, Result},
+    watch::{Observed, Workload},
 };
 use crate::{
     api::{
@@ -141,7 +141,7 @@ pub fn compute(
         .iter()
         .map(|s| {
             let d = ctx.stores.deployments.get(ns, &s.object_name);
-            deployment_status(&s.spec.name, s.replicas, d.as_deref())
+            deployment_status(&s.spec.name, s.replicas, d.as_ref())
         })
         .collect();
     let databases: Vec<DatabaseStatus> = model
@@ -271,8 +271,8 @@ pub fn compute(
     }
 }
 
-fn deployment_status(name: &str, replicas: Replicas, d: Option<&Deployment>) -> ServiceStatus {
-    let Some(d) = d else {
+fn deployment_status(name: &str, replicas: Replicas, d: Option<&Observed>) -> ServiceStatus {
+    let Some((w, generation)) = d.and_then(|d| Some((d.workload?, d.generation))) else {
         return ServiceStatus {
             name: name.into(),
             desired_replicas: replicas.min(),
@@ -280,25 +280,24 @@ fn deployment_status(name: &str, replicas: Replicas, d: Option<&Deployment>) -> 
             ready: false,
         };
     };
-    let desired = d.spec.replicas.unwrap_or(replicas.min());
-    let st = d.status.clone().unwrap_or_default();
-    let ready_replicas = st.ready_replicas.unwrap_or(0);
-    let current = st.observed_generation >= d.metadata.generation;
-    let ready = current
-        && st.updated_replicas.unwrap_or(0) >= desired
-        && st.available_replicas.unwrap_or(0) >= desired;
+    let desired = w.replicas.unwrap_or(replicas.min());
+    let ready = current(&w, generation) && w.updated >= desired && w.available >= desired;
     ServiceStatus {
         name: name.into(),
         desired_replicas: desired,
-        ready_replicas,
+        ready_replicas: w.ready,
         ready,
     }
 }
 
-fn stateful_set_ready(s: &StatefulSet) -> bool {
-    let desired = s.spec.replicas.unwrap_or(1);
-    let st = s.status.clone().unwrap_or_default();
-    st.observed_generation >= s.metadata.generation && st.ready_replicas.unwrap_or(0) >= desired
+/// Whether the workload's controller has seen its latest spec.
+fn current(w: &Workload, generation: Option<i64>) -> bool {
+    w.observed_generation >= generation
+}
+
+fn stateful_set_ready(s: &Observed) -> bool {
+    s.workload
+        .is_some_and(|w| current(&w, s.generation) && w.ready >= w.replicas.unwrap_or(1))
 }
 
 /// Write `status` if it differs from the Application's current one. Returns whether it wrote.

@@ -1,26 +1,43 @@
-//! Watches of the children: one reflector store per kind (and per watched namespace), and a
-//! stream of the Applications whose children changed, so a child that is edited or deleted is
-//! restored at once.
+//! Watches of the children: one compact index per kind (and per watched namespace), and a stream
+//! of the Applications whose children changed, so a child that is edited or deleted is restored
+//! at once.
 //!
-//! Stores keep only what the controller reads: metadata (with managedFields dropped) for most
-//! kinds; metadata, `spec.replicas` and status for Deployments and StatefulSets. That keeps the
-//! operator's memory small with thousands of Applications.
+//! The index keeps, per child, only what the controller reads: its resourceVersion and generation,
+//! hashes of its labels, annotations and owner references, its controller owner, a hash of its
+//! spec for kinds without a generation, and the replica counts of Deployments and StatefulSets.
+//! Watched objects are reduced to that as they arrive and never stored whole, which keeps the
+//! operator's memory small with thousands of Applications; an index by owner makes "the children
+//! of this Application" a lookup instead of a scan.
 
-use std::{collections::HashMap, fmt::Debug, sync::OnceLock};
-
-use futures::{StreamExt, channel::mpsc::UnboundedSender};
-use kube::{
-    Api, Client, Resource, ResourceExt,
-    core::{NamespaceResourceScope, PartialObjectMeta},
-    runtime::{
-        WatchStreamExt,
-        reflector::{self, ObjectRef, Store},
-        watcher,
-    },
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt::Debug,
+    hash::{Hash, Hasher},
+    marker::PhantomData,
+    sync::{Arc, OnceLock, RwLock},
 };
-use serde::de::DeserializeOwned;
 
-use crate::{api::Application, build::labels};
+use futures::{Stream, StreamExt, channel::mpsc::UnboundedSender};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{Secret, Service},
+    networking::v1::Ingress,
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, Client, Resource,
+    api::ObjectMeta,
+    core::{NamespaceResourceScope, PartialObjectMeta},
+    runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    api::Application,
+    build::labels,
+    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
+};
 
 /// Which namespaces the controller watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,92 +70,419 @@ impl Scope {
     }
 }
 
-/// The stores of one kind, set once its watch starts (at start-up, or for an optional API once
-/// the cluster serves it).
-pub struct KindStores<T: 'static + Resource + Clone>
-where
-    T::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    stores: OnceLock<HashMap<Option<String>, Store<T>>>,
+/// Replica counts of a Deployment or StatefulSet, as its controller reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// `spec.replicas`.
+    pub replicas: Option<i32>,
+    /// `status.observedGeneration`.
+    pub observed_generation: Option<i64>,
+    /// `status.readyReplicas`.
+    pub ready: i32,
+    /// `status.updatedReplicas`.
+    pub updated: i32,
+    /// `status.availableReplicas`.
+    pub available: i32,
 }
 
-impl<T: 'static + Resource + Clone> Default for KindStores<T>
-where
-    T::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    fn default() -> Self {
-        KindStores {
-            stores: OnceLock::new(),
+/// The controller owner of a child, when it is an Application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The Application's uid.
+    pub uid: String,
+    /// The Application's name.
+    pub name: String,
+}
+
+/// What the controller remembers of one child.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `metadata.generation`, for kinds that have one.
+    pub generation: Option<i64>,
+    /// Sorted hashes of each label, each annotation and each owner reference.
+    pub metadata: Vec<u64>,
+    /// A hash of the spec, for kinds watched whole that have no generation.
+    pub spec: Option<u64>,
+    /// Replica counts, for Deployments and StatefulSets.
+    pub workload: Option<Workload>,
+    /// The controller owner, if it is an Application.
+    pub owner: Option<Owner>,
+}
+
+fn hash_one(value: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// The hashes [`Observed::metadata`] holds for `meta`: one per label, annotation and owner
+/// reference, so a child's metadata can be checked for containing what Keelson applied whatever
+/// others added to it.
+pub fn metadata_hashes(meta: &ObjectMeta) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    for (k, v) in meta.labels.iter().flatten() {
+        out.push(hash_one(("label", k, v)));
+    }
+    for (k, v) in meta.annotations.iter().flatten() {
+        out.push(hash_one(("annotation", k, v)));
+    }
+    for r in meta.owner_references.iter().flatten() {
+        out.push(hash_one((
+            "owner",
+            &r.api_version,
+            &r.kind,
+            &r.name,
+            &r.uid,
+            r.controller,
+            r.block_owner_deletion,
+        )));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A hash of any serializable value.
+pub fn hash_value<T: Serialize>(value: &T) -> u64 {
+    hash_one(serde_json::to_vec(value).expect("objects serialize"))
+}
+
+impl Observed {
+    /// What the metadata alone tells.
+    pub fn of_meta(meta: &ObjectMeta) -> Self {
+        Observed {
+            resource_version: meta.resource_version.clone(),
+            generation: meta.generation,
+            metadata: metadata_hashes(meta),
+            spec: None,
+            workload: None,
+            owner: owner_of_meta(meta),
         }
     }
+
+    /// What the controller remembers of `obj`.
+    pub fn of<K: Child>(obj: &K) -> Self {
+        Observed {
+            spec: obj.spec_hash(),
+            workload: obj.workload(),
+            ..Observed::of_meta(obj.meta())
+        }
+    }
+
+    /// Whether every hash of `wanted` (from [`metadata_hashes`]) is in this child's metadata.
+    pub fn has_metadata(&self, wanted: &[u64]) -> bool {
+        wanted
+            .iter()
+            .all(|h| self.metadata.binary_search(h).is_ok())
+    }
+
+    /// Whether a change from `self` to `new` can matter to the controller: anything but the
+    /// resourceVersion differs, or the kind shows neither a generation nor a spec hash (so a new
+    /// resourceVersion is all there is to see).
+    fn differs(&self, new: &Observed) -> bool {
+        if new.generation.is_none() && new.spec.is_none() {
+            return self.resource_version != new.resource_version;
+        }
+        self.generation != new.generation
+            || self.metadata != new.metadata
+            || self.spec != new.spec
+            || self.workload != new.workload
+            || self.owner != new.owner
+    }
 }
 
-impl<T> KindStores<T>
-where
-    T: 'static + Resource<DynamicType = ()> + Clone,
+fn owner_of_meta(meta: &ObjectMeta) -> Option<Owner> {
+    let r = meta.owner_references.as_ref()?.iter().find(|r| {
+        r.controller == Some(true)
+            && r.kind == "Application"
+            && r.api_version == "keelson.dev/v1alpha1"
+    })?;
+    Some(Owner {
+        uid: r.uid.clone(),
+        name: r.name.clone(),
+    })
+}
+
+/// A kind of child Keelson applies and watches.
+pub trait Child:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+    + Send
+    + Sync
+    + 'static
 {
-    /// Whether the watch of this kind has started.
-    pub fn started(&self) -> bool {
-        self.stores.get().is_some()
+    /// Whether the watch needs whole objects (for a spec hash or replica counts) rather than
+    /// metadata only.
+    const WHOLE: bool = false;
+
+    /// A hash of the spec, for kinds watched whole without a generation.
+    fn spec_hash(&self) -> Option<u64> {
+        None
     }
 
-    /// The store that holds objects of `namespace`, once started.
-    pub fn store(&self, namespace: &str) -> Option<&Store<T>> {
-        let stores = self.stores.get()?;
-        stores
-            .get(&None)
-            .or_else(|| stores.get(&Some(namespace.to_string())))
+    /// Replica counts, for workloads.
+    fn workload(&self) -> Option<Workload> {
+        None
     }
+}
 
-    /// The object `name` in `namespace`, if the store holds it.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<T>> {
-        self.store(namespace)?
-            .get(&ObjectRef::new(name).within(namespace))
+impl Child for Secret {}
+impl Child for Service {}
+impl Child for PodDisruptionBudget {}
+impl Child for Ingress {}
+impl Child for ServiceMonitor {}
+impl Child for HttpRoute {}
+
+impl Child for HorizontalPodAutoscaler {
+    // An HPA has no generation, and its controller writes its status every few seconds: compare
+    // the spec instead of the resourceVersion.
+    const WHOLE: bool = true;
+    fn spec_hash(&self) -> Option<u64> {
+        Some(hash_value(&self.spec))
     }
+}
 
-    /// Every stored object of `namespace` whose controller owner is `owner_uid`.
-    pub fn owned_by(&self, namespace: &str, owner_uid: &str) -> Vec<std::sync::Arc<T>> {
-        let Some(store) = self.store(namespace) else {
-            return Vec::new();
-        };
-        store.state_filter(|o| {
-            o.meta().namespace.as_deref() == Some(namespace)
-                && o.owner_references()
-                    .iter()
-                    .any(|r| r.uid == owner_uid && r.controller == Some(true))
+impl Child for Deployment {
+    const WHOLE: bool = true;
+    fn workload(&self) -> Option<Workload> {
+        let st = self.status.as_ref();
+        Some(Workload {
+            replicas: self.spec.replicas,
+            observed_generation: st.and_then(|s| s.observed_generation),
+            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
+            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
+            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
         })
     }
+}
 
-    /// Fill the stores with fixed objects, for every namespace, instead of watching. For tests and
-    /// offline tools; has no effect once the stores are set.
-    pub fn preload(&self, objects: Vec<T>) {
-        let (reader, mut writer) = reflector::store();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for o in objects {
-            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+impl Child for StatefulSet {
+    const WHOLE: bool = true;
+    fn workload(&self) -> Option<Workload> {
+        let st = self.status.as_ref();
+        Some(Workload {
+            replicas: self.spec.replicas,
+            observed_generation: st.and_then(|s| s.observed_generation),
+            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
+            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
+            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
+        })
+    }
+}
+
+/// (namespace, name).
+type Key = (String, String);
+
+/// The children of one kind in one watched scope.
+#[derive(Default)]
+struct Index {
+    objects: HashMap<Key, Observed>,
+    /// Owner uid → the children it controls.
+    by_owner: HashMap<String, BTreeSet<Key>>,
+}
+
+impl Index {
+    fn insert(&mut self, key: Key, obs: Observed) -> Option<Observed> {
+        if let Some(o) = &obs.owner {
+            self.by_owner
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(key.clone());
         }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        let _ = self.stores.set(HashMap::from([(None, reader)]));
+        let old = self.objects.insert(key.clone(), obs);
+        if let Some(old_owner) = old.as_ref().and_then(|o| o.owner.as_ref()) {
+            let still = self.objects[&key].owner.as_ref().map(|o| &o.uid);
+            if still != Some(&old_owner.uid) {
+                self.unlink(&old_owner.uid, &key);
+            }
+        }
+        old
     }
 
-    /// Whether every store has finished its first list.
-    pub async fn wait_until_ready(&self) {
-        if let Some(stores) = self.stores.get() {
-            for s in stores.values() {
-                let _ = s.wait_until_ready().await;
+    fn remove(&mut self, key: &Key) -> Option<Observed> {
+        let old = self.objects.remove(key)?;
+        if let Some(o) = &old.owner {
+            self.unlink(&o.uid, key);
+        }
+        Some(old)
+    }
+
+    fn unlink(&mut self, uid: &str, key: &Key) {
+        if let Some(set) = self.by_owner.get_mut(uid) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_owner.remove(uid);
             }
         }
     }
 }
 
-/// The Application a child belongs to, from its controller owner reference.
-pub fn owner_of(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<Application>> {
-    let owner = meta.owner_references.as_ref()?.iter().find(|r| {
-        r.controller == Some(true)
-            && r.kind == "Application"
-            && r.api_version == "keelson.dev/v1alpha1"
-    })?;
-    Some(ObjectRef::new(&owner.name).within(meta.namespace.as_deref()?))
+/// One scope's index, and whether its first list is complete.
+struct ScopeIndex {
+    index: RwLock<Index>,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl ScopeIndex {
+    fn new() -> Arc<Self> {
+        Arc::new(ScopeIndex {
+            index: RwLock::default(),
+            ready: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().expect("index lock")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().expect("index lock")
+    }
+}
+
+/// The watched children of kind `K`, set once its watch starts (at start-up, or for an optional
+/// API once the cluster serves it).
+pub struct KindStores<K> {
+    scopes: OnceLock<HashMap<Option<String>, Arc<ScopeIndex>>>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Default for KindStores<K> {
+    fn default() -> Self {
+        KindStores {
+            scopes: OnceLock::new(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: Child> KindStores<K> {
+    /// Whether the watch of this kind has started.
+    pub fn started(&self) -> bool {
+        self.scopes.get().is_some()
+    }
+
+    fn scope(&self, namespace: &str) -> Option<&Arc<ScopeIndex>> {
+        let scopes = self.scopes.get()?;
+        scopes
+            .get(&None)
+            .or_else(|| scopes.get(&Some(namespace.to_string())))
+    }
+
+    /// What is known of the child `name` in `namespace`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Observed> {
+        self.scope(namespace)?
+            .read()
+            .objects
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// The names of the children in `namespace` whose controller owner is the Application with
+    /// `owner_uid`.
+    pub fn owned_by(&self, namespace: &str, owner_uid: &str) -> Vec<String> {
+        let Some(scope) = self.scope(namespace) else {
+            return Vec::new();
+        };
+        scope
+            .read()
+            .by_owner
+            .get(owner_uid)
+            .map(|keys| {
+                keys.iter()
+                    .filter(|(ns, _)| ns == namespace)
+                    .map(|(_, name)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many children are known, over every scope.
+    pub fn len(&self) -> usize {
+        self.scopes
+            .get()
+            .map(|s| s.values().map(|i| i.read().objects.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Whether no child is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fill the index with fixed objects, for every namespace, instead of watching. For tests and
+    /// offline tools; has no effect once the watch is set.
+    pub fn preload(&self, objects: &[K]) {
+        let scope = ScopeIndex::new();
+        {
+            let mut index = scope.write();
+            for o in objects {
+                index.insert(key_of(o.meta()), Observed::of(o));
+            }
+        }
+        scope.ready.send_replace(true);
+        let _ = self.scopes.set(HashMap::from([(None, scope)]));
+    }
+
+    /// Whether every scope has finished its first list.
+    pub async fn wait_until_ready(&self) {
+        if let Some(scopes) = self.scopes.get() {
+            for s in scopes.values() {
+                let mut rx = s.ready.subscribe();
+                let _ = rx.wait_for(|ready| *ready).await;
+            }
+        }
+    }
+
+    /// Start watching: fill the index and send the owning Application of every child that
+    /// changed in a way that matters to `owners`.
+    pub fn watch(
+        &self,
+        client: &Client,
+        scope: &Scope,
+        owners: UnboundedSender<ObjectRef<Application>>,
+    ) {
+        let mut map = HashMap::new();
+        for key in scope.keys() {
+            let index = ScopeIndex::new();
+            let kind = K::kind(&()).into_owned();
+            if K::WHOLE {
+                let api: Api<K> = Scope::api(client, &key);
+                let stream = watcher(api, watcher_config()).default_backoff();
+                tokio::spawn(follow(
+                    stream,
+                    index.clone(),
+                    owners.clone(),
+                    kind,
+                    |o: K| (key_of(o.meta()), Observed::of(&o)),
+                ));
+            } else {
+                let api: Api<PartialObjectMeta<K>> = Scope::api(client, &key);
+                let stream = watcher(api, watcher_config()).default_backoff();
+                tokio::spawn(follow(
+                    stream,
+                    index.clone(),
+                    owners.clone(),
+                    kind,
+                    |o: PartialObjectMeta<K>| (key_of(&o.metadata), Observed::of_meta(&o.metadata)),
+                ));
+            }
+            map.insert(key, index);
+        }
+        let _ = self.scopes.set(map);
+    }
+}
+
+fn key_of(meta: &ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 fn watcher_config() -> watcher::Config {
@@ -149,93 +493,251 @@ fn watcher_config() -> watcher::Config {
     ))
 }
 
-/// Start watching a kind's metadata: fill its stores and send the owning Application of every
-/// touched object to `owners`.
-pub fn watch_metadata<K>(
-    client: &Client,
-    scope: &Scope,
-    stores: &KindStores<PartialObjectMeta<K>>,
-    owners: UnboundedSender<ObjectRef<Application>>,
-) where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let mut map = HashMap::new();
-    for key in scope.keys() {
-        let api: Api<PartialObjectMeta<K>> = Scope::api(client, &key);
-        let (reader, writer) = reflector::store();
-        let stream = watcher(api, watcher_config())
-            .default_backoff()
-            .modify(|o: &mut PartialObjectMeta<K>| o.metadata.managed_fields = None);
-        spawn_forwarder(
-            reflector::reflector(writer, stream),
-            owners.clone(),
-            K::kind(&()).into_owned(),
-        );
-        map.insert(key, reader);
-    }
-    let _ = stores.stores.set(map);
+fn owner_ref(namespace: &str, owner: &Owner) -> ObjectRef<Application> {
+    ObjectRef::new(&owner.name).within(namespace)
 }
 
-/// Start watching a kind's whole objects, reduced by `strip` before they are stored.
-pub fn watch_objects<K>(
-    client: &Client,
-    scope: &Scope,
-    stores: &KindStores<K>,
+/// Apply a watch's events to `scope`, and tell `owners` which Applications to reconcile. The
+/// first list only fills the index (every Application is reconciled at start anyway); a relist
+/// after a dropped watch reports what changed or went while the watch was down.
+async fn follow<T, S>(
+    stream: S,
+    scope: Arc<ScopeIndex>,
     owners: UnboundedSender<ObjectRef<Application>>,
-    strip: fn(&mut K),
+    kind: String,
+    observe: impl Fn(T) -> (Key, Observed),
 ) where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    S: Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
 {
-    let mut map = HashMap::new();
-    for key in scope.keys() {
-        let api: Api<K> = Scope::api(client, &key);
-        let (reader, writer) = reflector::store();
-        let stream = watcher(api, watcher_config())
-            .default_backoff()
-            .modify(move |o: &mut K| {
-                o.meta_mut().managed_fields = None;
-                strip(o);
-            });
-        spawn_forwarder(
-            reflector::reflector(writer, stream),
-            owners.clone(),
-            K::kind(&()).into_owned(),
-        );
-        map.insert(key, reader);
-    }
-    let _ = stores.stores.set(map);
-}
-
-fn spawn_forwarder<K, S>(stream: S, owners: UnboundedSender<ObjectRef<Application>>, kind: String)
-where
-    K: Resource + Send + 'static,
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut touched = std::pin::pin!(stream.touched_objects());
-        while let Some(item) = touched.next().await {
-            match item {
-                Ok(obj) => {
-                    if let Some(owner) = owner_of(obj.meta())
-                        && owners.unbounded_send(owner).is_err()
-                    {
-                        return;
+    let mut stream = std::pin::pin!(stream);
+    let mut relist: Option<HashMap<Key, Observed>> = None;
+    let notify = |ns: &str, owner: Option<&Owner>| match owner {
+        Some(o) => owners.unbounded_send(owner_ref(ns, o)).is_ok(),
+        None => true,
+    };
+    while let Some(event) = stream.next().await {
+        let open = match event {
+            Ok(watcher::Event::Init) => {
+                relist = Some(HashMap::new());
+                true
+            }
+            Ok(watcher::Event::InitApply(o)) => {
+                let (key, obs) = observe(o);
+                relist.get_or_insert_default().insert(key, obs);
+                true
+            }
+            Ok(watcher::Event::InitDone) => {
+                let fresh = relist.take().unwrap_or_default();
+                let first = !*scope.ready.borrow();
+                let mut touched = Vec::new();
+                {
+                    let mut index = scope.write();
+                    let gone: Vec<Key> = index
+                        .objects
+                        .keys()
+                        .filter(|k| !fresh.contains_key(*k))
+                        .cloned()
+                        .collect();
+                    for key in gone {
+                        if let Some(old) = index.remove(&key) {
+                            touched.push((key.0, old.owner));
+                        }
+                    }
+                    for (key, obs) in fresh {
+                        let ns = key.0.clone();
+                        let owner = obs.owner.clone();
+                        let old = index.insert(key, obs.clone());
+                        if old.as_ref().is_none_or(|old| old.differs(&obs)) {
+                            touched.push((ns.clone(), owner.clone()));
+                        }
+                        if let Some(old_owner) = old.and_then(|o| o.owner)
+                            && Some(&old_owner) != owner.as_ref()
+                        {
+                            touched.push((ns, Some(old_owner)));
+                        }
                     }
                 }
-                Err(e) => tracing::warn!(kind, error = %e, "watch of children failed; retrying"),
+                scope.ready.send_replace(true);
+                first || touched.iter().all(|(ns, owner)| notify(ns, owner.as_ref()))
             }
+            Ok(watcher::Event::Apply(o)) => {
+                let (key, obs) = observe(o);
+                let ns = key.0.clone();
+                let owner = obs.owner.clone();
+                let old = scope.write().insert(key, obs.clone());
+                let changed = old.as_ref().is_none_or(|old| old.differs(&obs));
+                let old_owner = old
+                    .and_then(|o| o.owner)
+                    .filter(|o| Some(o) != owner.as_ref());
+                (!changed || notify(&ns, owner.as_ref())) && notify(&ns, old_owner.as_ref())
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                let (key, obs) = observe(o);
+                let ns = key.0.clone();
+                scope.write().remove(&key);
+                notify(&ns, obs.owner.as_ref())
+            }
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "watch of children failed; retrying");
+                true
+            }
+        };
+        if !open {
+            return;
         }
-    });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+    use serde_json::json;
+
+    use super::*;
+
+    fn deployment(name: &str, owner: &str, rv: &str, generation: i64, ready: i32) -> Deployment {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {
+                "name": name, "namespace": "ns", "resourceVersion": rv, "generation": generation,
+                "labels": {"app.kubernetes.io/managed-by": "keelson"},
+                "ownerReferences": [{
+                    "apiVersion": "keelson.dev/v1alpha1", "kind": "Application",
+                    "name": owner, "uid": format!("uid-{owner}"), "controller": true
+                }]
+            },
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": generation, "readyReplicas": ready}
+        }))
+        .unwrap()
+    }
+
+    /// Runs `follow` over `events` and returns the Applications it asked to reconcile.
+    async fn follow_events(
+        scope: &Arc<ScopeIndex>,
+        events: Vec<watcher::Event<Deployment>>,
+    ) -> Vec<String> {
+        let (tx, mut rx) = mpsc::unbounded();
+        let stream = futures::stream::iter(events.into_iter().map(Ok));
+        follow(
+            stream,
+            scope.clone(),
+            tx,
+            "Deployment".into(),
+            |o: Deployment| (key_of(o.meta()), Observed::of(&o)),
+        )
+        .await;
+        let mut out = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            out.push(r.name);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_index_follows_a_watch_and_wakes_owners_only_for_changes_that_matter() {
+        use watcher::Event::*;
+        let scope = ScopeIndex::new();
+        // The first list fills the index without waking anyone: every Application is
+        // reconciled at start anyway.
+        let woken = follow_events(
+            &scope,
+            vec![
+                Init,
+                InitApply(deployment("a-web", "a", "1", 1, 0)),
+                InitApply(deployment("b-web", "b", "2", 1, 0)),
+                InitDone,
+            ],
+        )
+        .await;
+        assert!(woken.is_empty(), "{woken:?}");
+        assert!(*scope.ready.borrow());
+        assert_eq!(scope.read().objects.len(), 2);
+        assert_eq!(scope.read().by_owner["uid-a"].len(), 1);
+
+        // A status write that changes no count, then one that does, then a spec edit.
+        let mut same = deployment("a-web", "a", "3", 1, 0);
+        same.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            ready_replicas: Some(0),
+            ..Default::default()
+        });
+        let woken = follow_events(
+            &scope,
+            vec![
+                Apply(same),
+                Apply(deployment("a-web", "a", "4", 1, 2)),
+                Apply(deployment("b-web", "b", "5", 2, 0)),
+            ],
+        )
+        .await;
+        assert_eq!(woken, ["a", "b"]);
+
+        // A relist after a dropped watch: b-web went, a-web is unchanged, c-web is new.
+        let woken = follow_events(
+            &scope,
+            vec![
+                Init,
+                InitApply(deployment("a-web", "a", "4", 1, 2)),
+                InitApply(deployment("c-web", "c", "9", 1, 0)),
+                InitDone,
+            ],
+        )
+        .await;
+        let mut woken = woken;
+        woken.sort();
+        assert_eq!(woken, ["b", "c"]);
+        let index = scope.read();
+        assert_eq!(index.objects.len(), 2);
+        assert!(!index.by_owner.contains_key("uid-b"));
+
+        // A deletion wakes the owner and unlinks the child.
+        drop(index);
+        let woken = follow_events(&scope, vec![Delete(deployment("a-web", "a", "10", 1, 2))]).await;
+        assert_eq!(woken, ["a"]);
+        assert!(!scope.read().by_owner.contains_key("uid-a"));
+    }
+
+    #[test]
+    fn a_kind_without_generation_or_spec_hash_differs_on_every_new_resource_version() {
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "ns", "resourceVersion": "1"}
+        }))
+        .unwrap();
+        let a = Observed::of(&svc);
+        let b = Observed {
+            resource_version: Some("2".into()),
+            ..a.clone()
+        };
+        assert!(a.differs(&b));
+        assert!(!a.differs(&a));
+    }
+
+    #[test]
+    fn metadata_containment_ignores_what_others_add() {
+        let mine: ObjectMeta = serde_json::from_value(json!({
+            "labels": {"app": "web"}, "annotations": {"team": "a"}
+        }))
+        .unwrap();
+        let live: ObjectMeta = serde_json::from_value(json!({
+            "labels": {"app": "web", "extra": "x"},
+            "annotations": {"team": "a", "deployment.kubernetes.io/revision": "3"}
+        }))
+        .unwrap();
+        let edited: ObjectMeta = serde_json::from_value(json!({
+            "labels": {"app": "api"}, "annotations": {"team": "a"}
+        }))
+        .unwrap();
+        let wanted = metadata_hashes(&mine);
+        assert!(Observed::of_meta(&live).has_metadata(&wanted));
+        assert!(!Observed::of_meta(&edited).has_metadata(&wanted));
+        // A label's value is not mistaken for an annotation with the same key and value.
+        let swapped: ObjectMeta = serde_json::from_value(json!({
+            "labels": {"team": "a"}, "annotations": {"app": "web"}
+        }))
+        .unwrap();
+        assert!(!Observed::of_meta(&swapped).has_metadata(&wanted));
+    }
 }
