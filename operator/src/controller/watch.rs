@@ -688,12 +688,10 @@ mod tests {
         let mut woken = woken;
         woken.sort();
         assert_eq!(woken, ["b", "c"]);
-        let index = scope.read();
-        assert_eq!(index.objects.len(), 2);
-        assert!(!index.by_owner.contains_key("uid-b"));
+        assert_eq!(scope.read().objects.len(), 2);
+        assert!(!scope.read().by_owner.contains_key("uid-b"));
 
         // A deletion wakes the owner and unlinks the child.
-        drop(index);
         let woken = follow_events(&scope, vec![Delete(deployment("a-web", "a", "10", 1, 2))]).await;
         assert_eq!(woken, ["a"]);
         assert!(!scope.read().by_owner.contains_key("uid-a"));
