@@ -9,7 +9,10 @@ use std::{collections::BTreeSet, path::PathBuf};
 
 use keelson::api::{
     Application, DeletionPolicy, Engine, FieldError, Model, rules,
-    validate::{GatewayKind, MetricsModel, Replicas, parse_quantity, validate, validate_value},
+    validate::{
+        GatewayKind, MetricsModel, Replicas, parse_quantity, validate, validate_schema_checked,
+        validate_value,
+    },
 };
 use kube::CustomResourceExt;
 use serde_json::Value;
@@ -1246,7 +1249,25 @@ fn every_sample_validates() {
         let app: Application = serde_json::from_value(doc.clone()).unwrap();
         let model = validate(&app).unwrap_or_else(|e| panic!("samples/{file}: {e}"));
         assert_eq!((model.name.as_str(), model.namespace.as_str()), (name, ns));
+        // So does the path it takes for a generation whose schema and CEL rules passed before.
+        assert_eq!(validate_schema_checked(&app), Ok(model), "samples/{file}");
     }
+}
+
+#[test]
+fn a_schema_checked_spec_still_gets_the_semantic_checks() {
+    // Passes the schema and CEL rules, fails a semantic check: the controller's fast path for an
+    // already validated generation reports it the same way.
+    let app: Application = serde_json::from_value(serde_json::json!({
+        "apiVersion": "keelson.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "a".repeat(60), "namespace": "shop"},
+        "spec": {"services": [{"name": "web", "image": "web:1"}]},
+    }))
+    .unwrap();
+    let full = validate(&app).unwrap_err();
+    assert_eq!(validate_schema_checked(&app), Err(full.clone()));
+    assert_has(&full.errors, "spec.services[0].name", "63");
 }
 
 #[test]

@@ -274,8 +274,23 @@ pub fn validate_value(name: &str, namespace: &str, spec: &Value) -> Result<Model
             });
         }
     };
+    check_typed(name, namespace, &typed)
+}
+
+/// Validate an Application whose spec is known to pass the schema and CEL rules (the controller
+/// validated this very generation before): only the checks of the third layer run, which also
+/// build the model.
+pub fn validate_schema_checked(app: &Application) -> Result<Model, InvalidSpec> {
+    check_typed(
+        app.metadata.name.as_deref().unwrap_or_default(),
+        app.metadata.namespace.as_deref().unwrap_or("default"),
+        &app.spec,
+    )
+}
+
+fn check_typed(name: &str, namespace: &str, spec: &ApplicationSpec) -> Result<Model, InvalidSpec> {
     let mut v = Checker::default();
-    let model = v.check(name, namespace, &typed);
+    let model = v.check(name, namespace, spec);
     if v.errors.is_empty() {
         Ok(model)
     } else {

@@ -115,6 +115,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Per Application (by uid), the generation whose spec last passed the schema and CEL rules.
+    schema_checked: Mutex<HashMap<String, i64>>,
     /// Consecutive failures per Application, for backoff.
     failures: Mutex<HashMap<String, u32>>,
     owners: mpsc::UnboundedSender<reflector::ObjectRef<Application>>,
@@ -144,6 +146,7 @@ impl Context {
             applied: apply::ApplyCache::default(),
             capabilities: RwLock::new(caps),
             metrics,
+            schema_checked: Mutex::default(),
             failures: Mutex::default(),
             owners: owners_tx,
             config,
@@ -283,6 +286,7 @@ async fn run_started(
     });
 
     let mut controllers = Vec::new();
+    let mut app_stores = Vec::new();
     let mut owners_rx = Some(owners_rx);
     let mut caps_rx = Some(caps_rx);
     let keys = ctx.config.scope.keys();
@@ -345,21 +349,30 @@ async fn run_started(
                 }
             });
         controllers.push(c);
-        // Forget cached applies of Applications that are gone.
-        let sweep_ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let uids: std::collections::HashSet<String> =
-                    store.state().iter().filter_map(|a| a.uid()).collect();
-                if store.is_empty() && uids.is_empty() {
-                    continue;
-                }
-                sweep_ctx.applied.retain(|uid| uids.contains(uid));
-            }
-        });
+        app_stores.push(store);
     }
+    // Forget what is remembered of Applications that are gone, in every watched namespace.
+    let sweep_ctx = ctx.clone();
+    tokio::spawn(async move {
+        for s in &app_stores {
+            let _ = s.wait_until_ready().await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let uids: std::collections::HashSet<String> = app_stores
+                .iter()
+                .flat_map(|s| s.state())
+                .filter_map(|a| a.uid())
+                .collect();
+            sweep_ctx.applied.retain(|uid| uids.contains(uid));
+            sweep_ctx
+                .schema_checked
+                .lock()
+                .expect("lock")
+                .retain(|uid, _| uids.contains(uid));
+        }
+    });
     ready();
     futures::future::join_all(controllers).await;
     discovery.abort();
@@ -423,8 +436,21 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     let uid = app.uid().unwrap_or_default();
     let namespace = app.namespace().unwrap_or_default();
 
-    // validate
-    let model = match validate::validate(app) {
+    // validate (the schema and CEL rules once per generation: the spec changes only with it)
+    let generation = app.metadata.generation.unwrap_or_default();
+    let checked = ctx.schema_checked.lock().expect("lock").get(&uid) == Some(&generation);
+    let validated = if checked {
+        validate::validate_schema_checked(app)
+    } else {
+        validate::validate(app)
+    };
+    if validated.is_ok() && !checked {
+        ctx.schema_checked
+            .lock()
+            .expect("lock")
+            .insert(uid.clone(), generation);
+    }
+    let model = match validated {
         Ok(m) => m,
         Err(invalid) => {
             let st = status::compute(ctx, app, &status::Outcome::Invalid(&invalid), status::now());
