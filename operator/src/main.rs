@@ -4,6 +4,15 @@ use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc rather than the C library's allocator: it gives the memory of a start-up's lists back
+/// instead of keeping their peak in per-thread arenas (the glibc build), and it is the same
+/// allocator in the static musl image, whose own malloc is slow under many threads. Measured with
+/// the scale benchmark at 1,000 Applications: peak 67 MiB against 78 MiB with glibc's malloc, and
+/// 74 MiB against 143 MiB on a restart.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keelson",

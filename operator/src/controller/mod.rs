@@ -327,9 +327,12 @@ async fn run_started(
         let (reader, writer) = reflector::store();
         // The store keeps Applications without their managedFields: nothing reads them, and
         // at thousands of Applications they would be most of the operator's memory.
-        let watched = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(|app: &mut Application| app.metadata.managed_fields = None);
+        let watched = watcher(
+            api,
+            watcher::Config::default().page_size(watch::LIST_PAGE_SIZE),
+        )
+        .default_backoff()
+        .modify(|app: &mut Application| app.metadata.managed_fields = None);
         let apps = reflector::reflector(writer, watched)
             .applied_objects()
             .predicate_filter(predicates::generation, Default::default());

@@ -485,12 +485,18 @@ fn key_of(meta: &ObjectMeta) -> Key {
     )
 }
 
+/// Objects per page of a watch's list: small pages keep the memory a (re)list needs small, as
+/// each page is reduced before the next one is read.
+pub const LIST_PAGE_SIZE: u32 = 100;
+
 fn watcher_config() -> watcher::Config {
-    watcher::Config::default().labels(&format!(
-        "{}={}",
-        labels::MANAGED_BY_LABEL,
-        labels::MANAGED_BY
-    ))
+    watcher::Config::default()
+        .labels(&format!(
+            "{}={}",
+            labels::MANAGED_BY_LABEL,
+            labels::MANAGED_BY
+        ))
+        .page_size(LIST_PAGE_SIZE)
 }
 
 fn owner_ref(namespace: &str, owner: &Owner) -> ObjectRef<Application> {
