@@ -423,6 +423,7 @@ impl Operator {
             discovery_interval: Duration::from_secs(1),
             concurrency: 8,
             instance: opts.lease.as_ref().map(|(_, id)| id.clone()),
+            ..ControllerConfig::default()
         };
         let lease = opts.lease.map(|(name, identity)| LeaseSettings {
             name,

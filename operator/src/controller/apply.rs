@@ -106,6 +106,19 @@ impl ApplyCache {
     }
 }
 
+/// What applying one child changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing: skipped, or the API server found nothing to change.
+    None,
+    /// The child did not exist and was created.
+    Created,
+    /// The desired state changed and the child was updated.
+    Updated,
+    /// Someone else changed or deleted the child; it was restored.
+    Repaired,
+}
+
 /// What one pass of apply did.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -117,16 +130,26 @@ pub struct Report {
     pub repaired: Vec<String>,
     /// Names applied (or kept), per kind: what prune must leave alone.
     pub desired: BTreeMap<&'static str, BTreeSet<String>>,
-    /// Whether any write was attempted and answered.
-    pub requests: usize,
 }
 
 impl Report {
-    fn keep(&mut self, kind: &'static str, name: &str) {
+    /// Remember that the child `kind`/`name` is wanted, so prune leaves it alone.
+    pub fn keep(&mut self, kind: &'static str, name: &str) {
         self.desired
             .entry(kind)
             .or_default()
             .insert(name.to_string());
+    }
+
+    /// Record what applying `kind`/`name` changed.
+    pub fn note(&mut self, kind: &'static str, name: &str, change: Change) {
+        let list = match change {
+            Change::None => return,
+            Change::Created => &mut self.created,
+            Change::Updated => &mut self.updated,
+            Change::Repaired => &mut self.repaired,
+        };
+        list.push(format!("{kind}/{name}"));
     }
 }
 
@@ -135,8 +158,6 @@ pub struct Applier<'a> {
     ctx: &'a Context,
     app_uid: &'a str,
     namespace: &'a str,
-    /// What was done so far.
-    pub report: Report,
 }
 
 impl<'a> Applier<'a> {
@@ -146,7 +167,6 @@ impl<'a> Applier<'a> {
             ctx,
             app_uid,
             namespace,
-            report: Report::default(),
         }
     }
 
@@ -156,10 +176,9 @@ impl<'a> Applier<'a> {
     }
 
     /// Server-side apply `obj` unless it is provably unchanged; `stores` is the watch of its kind.
-    pub async fn apply<K: Child>(&mut self, obj: &K, stores: &KindStores<K>) -> Result<()> {
+    pub async fn apply<K: Child>(&self, obj: &K, stores: &KindStores<K>) -> Result<Change> {
         let kind: &'static str = kind_name::<K>();
         let name = obj.name_any();
-        self.report.keep(kind, &name);
         let key = (kind, name.clone());
         let hash = hash_value(obj);
         let live = stores.get(self.namespace, &name);
@@ -169,11 +188,10 @@ impl<'a> Applier<'a> {
             && c.hash == hash
             && c.matches(live, &metadata_hashes(obj.meta()))
         {
-            return Ok(());
+            return Ok(Change::None);
         }
 
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        self.report.requests += 1;
         let applied = match api
             .patch(
                 &name,
@@ -200,66 +218,41 @@ impl<'a> Applier<'a> {
             },
         );
 
-        let label = format!("{kind}/{name}");
         let changed_by_us =
             new_rv != live_rv && cached.as_ref().is_none_or(|c| c.resource_version != new_rv);
-        match cached {
-            None if live_rv.is_none() => {
-                self.report.created.push(label);
-                self.ctx
-                    .metrics
-                    .applied
-                    .get_or_create(&kind_label(kind))
-                    .inc();
-            }
-            Some(c) if changed_by_us => {
-                if c.hash == hash {
-                    self.report.repaired.push(label);
-                    self.ctx
-                        .metrics
-                        .drift_repairs
-                        .get_or_create(&kind_label(kind))
-                        .inc();
-                } else {
-                    self.report.updated.push(label);
-                }
-                self.ctx
-                    .metrics
-                    .applied
-                    .get_or_create(&kind_label(kind))
-                    .inc();
-            }
-            None if changed_by_us => {
-                self.report.updated.push(label);
-                self.ctx
-                    .metrics
-                    .applied
-                    .get_or_create(&kind_label(kind))
-                    .inc();
-            }
-            _ => {}
+        let change = match cached {
+            None if live_rv.is_none() => Change::Created,
+            Some(c) if changed_by_us && c.hash == hash => Change::Repaired,
+            _ if changed_by_us => Change::Updated,
+            _ => Change::None,
+        };
+        let metrics = &self.ctx.metrics;
+        if change != Change::None {
+            metrics.applied.get_or_create(&kind_label(kind)).inc();
         }
-        Ok(())
+        if change == Change::Repaired {
+            metrics.drift_repairs.get_or_create(&kind_label(kind)).inc();
+        }
+        Ok(change)
     }
 
     /// Create a database's credentials Secret if it does not exist; never update it.
-    pub async fn create_secret(&mut self, name: &str, secret: Option<&Secret>) -> Result<()> {
-        self.report.keep("Secret", name);
-        let Some(secret) = secret else { return Ok(()) };
+    pub async fn create_secret(&self, name: &str, secret: Option<&Secret>) -> Result<Change> {
+        let Some(secret) = secret else {
+            return Ok(Change::None);
+        };
         let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        self.report.requests += 1;
         match api.create(&PostParams::default(), secret).await {
             Ok(_) => {
-                self.report.created.push(format!("Secret/{name}"));
                 self.ctx
                     .metrics
                     .applied
                     .get_or_create(&kind_label("Secret"))
                     .inc();
-                Ok(())
+                Ok(Change::Created)
             }
             // Created by an earlier reconcile that this one did not see yet: keep it as it is.
-            Err(e) if is_already_exists(&e) => Ok(()),
+            Err(e) if is_already_exists(&e) => Ok(Change::None),
             Err(e) => Err(Error::kube(format!("create Secret {name}"), e)),
         }
     }

@@ -62,6 +62,9 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// The `reportingInstance` of Events (the pod's name).
     pub instance: Option<String>,
+    /// How long a reconcile request waits for more: the watch events of one apply, or workloads
+    /// turning ready one after another, then wake their Application once.
+    pub debounce: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -72,6 +75,7 @@ impl Default for ControllerConfig {
             discovery_interval: Duration::from_secs(30),
             concurrency: 16,
             instance: None,
+            debounce: Duration::from_millis(100),
         }
     }
 }
@@ -339,7 +343,11 @@ async fn run_started(
         let resync = ctx.config.resync;
         let store = reader.clone();
         let c = Controller::for_stream(apps, reader)
-            .with_config(ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency))
+            .with_config(
+                ControllerRuntimeConfig::default()
+                    .concurrency(ctx.config.concurrency)
+                    .debounce(ctx.config.debounce),
+            )
             .reconcile_on(owner_rx)
             .reconcile_all_on(cap_rx)
             .reconcile_all_on(tokio_stream_interval(resync))
@@ -485,9 +493,8 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     let children = build::build(&model, &owner, caps, &new_credentials);
 
     // apply, then prune only after a complete apply
-    let mut applier = apply::Applier::new(ctx, &uid, &namespace);
-    let applied = apply_all(&mut applier, &children).await;
-    let report = applier.report;
+    let applier = apply::Applier::new(ctx, &uid, &namespace);
+    let (report, applied) = apply_all(&applier, &children).await;
     let mut pruned = Vec::new();
     let result = match applied {
         Ok(()) => {
@@ -577,9 +584,32 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     Ok("success")
 }
 
-/// Apply every child, in order; a failed child does not stop the others, so each pass makes
-/// as much progress as it can. Returns the first error.
-async fn apply_all(a: &mut apply::Applier<'_>, c: &Children) -> Result<()> {
+/// How many children of one Application are applied at once.
+pub const APPLY_PARALLELISM: usize = 4;
+
+/// One child's apply: its kind, name and what it changed.
+type ApplyJob<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (&'static str, String, Result<apply::Change>)> + Send + 'a,
+    >,
+>;
+
+fn apply_job<'a, K: watch::Child>(
+    a: &'a apply::Applier<'a>,
+    obj: &'a K,
+    stores: &'a KindStores<K>,
+) -> ApplyJob<'a> {
+    Box::pin(async move {
+        let result = a.apply(obj, stores).await;
+        (apply::kind_name::<K>(), obj.name_any(), result)
+    })
+}
+
+/// Apply every child: the credentials Secrets first (the workloads that use them start only once
+/// they exist), then the rest [`APPLY_PARALLELISM`] at a time, reported in a stable order. A
+/// failed child does not stop the others, so each pass makes as much progress as it can.
+/// Returns what was done and the first error.
+async fn apply_all(a: &apply::Applier<'_>, c: &Children) -> (apply::Report, Result<()>) {
     let Children {
         secrets,
         services,
@@ -592,45 +622,49 @@ async fn apply_all(a: &mut apply::Applier<'_>, c: &Children) -> Result<()> {
         http_routes,
         skipped: _,
     } = c;
-    let st = &a_ctx(a).stores;
+    let st = &a.context().stores;
+    let mut report = apply::Report::default();
     let mut first: Option<Error> = None;
-    let mut note = |r: Result<()>| {
-        if let Err(e) = r {
-            first.get_or_insert(e);
-        }
-    };
     for s in secrets {
-        note(a.create_secret(&s.name, s.create.as_ref()).await);
+        report.keep("Secret", &s.name);
+        match a.create_secret(&s.name, s.create.as_ref()).await {
+            Ok(change) => report.note("Secret", &s.name, change),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
     }
-    for o in services {
-        note(a.apply(o, &st.services).await);
+    let mut jobs: Vec<ApplyJob<'_>> = Vec::new();
+    jobs.extend(services.iter().map(|o| apply_job(a, o, &st.services)));
+    jobs.extend(
+        stateful_sets
+            .iter()
+            .map(|o| apply_job(a, o, &st.stateful_sets)),
+    );
+    jobs.extend(deployments.iter().map(|o| apply_job(a, o, &st.deployments)));
+    jobs.extend(hpas.iter().map(|o| apply_job(a, o, &st.hpas)));
+    jobs.extend(pdbs.iter().map(|o| apply_job(a, o, &st.pdbs)));
+    jobs.extend(
+        service_monitors
+            .iter()
+            .map(|o| apply_job(a, o, &st.service_monitors)),
+    );
+    jobs.extend(ingresses.iter().map(|o| apply_job(a, o, &st.ingresses)));
+    jobs.extend(http_routes.iter().map(|o| apply_job(a, o, &st.http_routes)));
+    let results: Vec<_> = futures::stream::iter(jobs)
+        .buffered(APPLY_PARALLELISM)
+        .collect()
+        .await;
+    for (kind, name, result) in results {
+        report.keep(kind, &name);
+        match result {
+            Ok(change) => report.note(kind, &name, change),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
     }
-    for o in stateful_sets {
-        note(a.apply(o, &st.stateful_sets).await);
-    }
-    for o in deployments {
-        note(a.apply(o, &st.deployments).await);
-    }
-    for o in hpas {
-        note(a.apply(o, &st.hpas).await);
-    }
-    for o in pdbs {
-        note(a.apply(o, &st.pdbs).await);
-    }
-    for o in service_monitors {
-        note(a.apply(o, &st.service_monitors).await);
-    }
-    for o in ingresses {
-        note(a.apply(o, &st.ingresses).await);
-    }
-    for o in http_routes {
-        note(a.apply(o, &st.http_routes).await);
-    }
-    first.map_or(Ok(()), Err)
-}
-
-fn a_ctx<'a>(a: &apply::Applier<'a>) -> &'a Context {
-    a.context()
+    (report, first.map_or(Ok(()), Err))
 }
 
 async fn prune_all(p: &mut prune::Pruner<'_>) -> Result<()> {

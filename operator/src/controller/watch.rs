@@ -144,9 +144,21 @@ pub fn metadata_hashes(meta: &ObjectMeta) -> Vec<u64> {
     out
 }
 
-/// A hash of any serializable value.
+/// A hash of any serializable value: of its JSON, streamed into the hasher.
 pub fn hash_value<T: Serialize>(value: &T) -> u64 {
-    hash_one(serde_json::to_vec(value).expect("objects serialize"))
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    serde_json::to_writer(&mut w, value).expect("objects serialize");
+    w.0.finish()
 }
 
 impl Observed {

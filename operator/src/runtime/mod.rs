@@ -87,6 +87,7 @@ impl RunArgs {
             discovery_interval: Duration::from_secs(self.discovery_seconds.max(1)),
             concurrency: self.concurrency.max(1),
             instance: self.identity.clone(),
+            ..ControllerConfig::default()
         }
     }
 }
