@@ -26,7 +26,10 @@ use kube::{
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::apiserver::{ApiServer, ServerOptions};
+use crate::{
+    apiserver::{ApiServer, ServerOptions},
+    faults::{FaultLayer, Faults},
+};
 
 /// The field manager of the harness's own writes (a user's `kubectl apply`).
 pub const USER_MANAGER: &str = "e2e-user";
@@ -190,9 +193,28 @@ impl Env {
 
     /// Start the Keelson operator, watching this test's namespace.
     pub fn start_operator(&self, opts: OperatorOptions) -> Operator {
-        let client =
-            keelson::runtime::operator_client(self.config.clone()).expect("operator client");
+        let config = keelson::runtime::operator_config(self.config.clone());
+        let builder = kube::client::ClientBuilder::try_from(config).expect("operator client");
+        let client = match &opts.faults {
+            Some(f) => builder.with_layer(&FaultLayer::new(f.clone())).build(),
+            None => builder.build(),
+        };
         Operator::start(client, &self.namespace, opts)
+    }
+
+    /// Whether the cluster serves ServiceMonitors (in-process: whether this test installed
+    /// them; a real cluster may have the Prometheus Operator).
+    pub async fn serves_service_monitors(&self) -> anyhow::Result<bool> {
+        self.has_crd("servicemonitors.monitoring.coreos.com").await
+    }
+
+    /// The children the shop sample has on this cluster: 23, or 20 without ServiceMonitors.
+    pub async fn shop_children(&self) -> anyhow::Result<usize> {
+        Ok(if self.serves_service_monitors().await? {
+            23
+        } else {
+            20
+        })
     }
 
     /// Applications in the namespace.
@@ -389,6 +411,8 @@ pub struct OperatorOptions {
     pub lease: Option<(String, String)>,
     /// Lease duration.
     pub lease_duration: Duration,
+    /// Faults injected into the operator's own requests (in either mode).
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl Default for OperatorOptions {
@@ -397,6 +421,7 @@ impl Default for OperatorOptions {
             resync: Duration::from_secs(60),
             lease: None,
             lease_duration: Duration::from_secs(4),
+            faults: None,
         }
     }
 }

@@ -2,9 +2,11 @@
 //! `kube::Client`, against the in-process API server, or a real cluster when
 //! `KEELSON_E2E_KUBECONFIG` / `KUBECONFIG` names one. Each test has its own namespace.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use e2e::faults::Faults;
 use e2e::harness::{Env, EnvOptions, Operator, OperatorOptions, converge_timeout, wait_for};
+use keelson::controller::FIELD_MANAGER;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
@@ -13,10 +15,37 @@ use serde_json::{Value, json};
 
 const READY: &str = "Ready";
 
-fn versions(children: &BTreeMap<String, DynamicObject>) -> BTreeMap<String, String> {
+/// What must not change when Keelson has nothing to do, per child (`Kind/name`).
+///
+/// In-process: the resourceVersion (only Keelson and the stand-in controllers write there, and
+/// the stand-ins are quiet once workloads are available). On a real cluster other controllers
+/// keep writing status (an HPA's current metrics, say), so there: the uid, the generation and
+/// Keelson's own field-manager entry, whose time and field set change with every apply that
+/// changes the object.
+fn versions(env: &Env, children: &BTreeMap<String, DynamicObject>) -> BTreeMap<String, String> {
     children
         .iter()
-        .map(|(k, o)| (k.clone(), o.resource_version().unwrap_or_default()))
+        .map(|(k, o)| {
+            let v = if env.real() {
+                let mine: Vec<String> = o
+                    .managed_fields()
+                    .iter()
+                    .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+                    .map(|m| {
+                        format!(
+                            "{:?} {:?} {:?}",
+                            m.subresource,
+                            m.time,
+                            m.fields_v1.as_ref().map(|f| &f.0)
+                        )
+                    })
+                    .collect();
+                format!("{:?} {:?} {mine:?}", o.uid(), o.metadata.generation)
+            } else {
+                o.resource_version().unwrap_or_default()
+            };
+            (k.clone(), v)
+        })
         .collect()
 }
 
@@ -92,9 +121,12 @@ async fn shop_converges_with_every_child() {
     assert_eq!(count("HorizontalPodAutoscaler"), 3);
     assert_eq!(count("PodDisruptionBudget"), 2);
     assert_eq!(count("Ingress"), 1);
-    if !env.real() {
-        assert_eq!(count("ServiceMonitor"), 3);
-    }
+    let monitors = if env.serves_service_monitors().await.unwrap() {
+        3
+    } else {
+        0
+    };
+    assert_eq!(count("ServiceMonitor"), monitors);
     for (key, o) in &children {
         let owner = o
             .owner_references()
@@ -211,7 +243,7 @@ async fn a_removed_service_is_pruned_and_nothing_else_changes() {
         "PodDisruptionBudget/shop-worker",
         "Service/shop-worker",
     ];
-    if !env.real() {
+    if env.serves_service_monitors().await.unwrap() {
         expected.push("ServiceMonitor/shop-worker");
     }
     expected.sort();
@@ -228,10 +260,10 @@ async fn a_removed_service_is_pruned_and_nothing_else_changes() {
     })
     .await
     .expect("the worker's children are pruned");
-    let mut untouched = versions(&before);
+    let mut untouched = versions(&env, &before);
     untouched.retain(|k, _| !k.ends_with("/shop-worker"));
     assert_eq!(
-        versions(&after),
+        versions(&env, &after),
         untouched,
         "nothing but the worker changed"
     );
@@ -246,7 +278,7 @@ async fn an_invalid_edit_is_reported_and_deletes_nothing() {
         .unwrap();
     let mut app = env.sample("shop.yaml").unwrap();
     let op = converged(&env, &app, OperatorOptions::default()).await;
-    let before = versions(&env.children("shop").await.unwrap());
+    let before = versions(&env, &env.children("shop").await.unwrap());
 
     // Passes admission (the schema cannot see it), fails validation: a probe on an undeclared
     // port, and a removed service that would otherwise be pruned.
@@ -281,7 +313,7 @@ async fn an_invalid_edit_is_reported_and_deletes_nothing() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        versions(&env.children("shop").await.unwrap()),
+        versions(&env, &env.children("shop").await.unwrap()),
         before,
         "an invalid spec changed children"
     );
@@ -494,7 +526,7 @@ async fn a_restart_mid_convergence_ends_the_same_and_keeps_credentials() {
     let children = env.children("shop").await.unwrap();
     assert_eq!(
         children.len(),
-        if env.real() { 20 } else { 23 },
+        env.shop_children().await.unwrap(),
         "{:?}",
         children.keys()
     );
@@ -502,39 +534,88 @@ async fn a_restart_mid_convergence_ends_the_same_and_keeps_credentials() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stack_converges_through_injected_faults() {
-    let env = Env::start("e2e-faults", EnvOptions::default())
-        .await
-        .unwrap();
-    let Some(server) = env.server.clone() else {
-        eprintln!("skipped: faults can only be injected into the in-process API server");
-        env.cleanup().await;
-        return;
+/// Where the faults of [`converges_through_faults`] are injected.
+enum Injection {
+    /// In the in-process API server: every client meets them (only in-process).
+    Server,
+    /// In the operator's own client, in front of whichever API server (both modes).
+    Client,
+}
+
+/// 10 % of requests failing (500 or 429), 10 % of applies conflicting, watches dropped after
+/// 25 events: the stack still converges, with no duplicate children and the credentials it
+/// first generated.
+async fn converges_through_faults(prefix: &str, injection: Injection) {
+    let env = Env::start(prefix, EnvOptions::default()).await.unwrap();
+    let faults = match (&injection, &env.server) {
+        (Injection::Server, Some(server)) => server.faults_handle(),
+        (Injection::Server, None) => {
+            eprintln!("skipped: server-side faults need the in-process API server");
+            env.cleanup().await;
+            return;
+        }
+        (Injection::Client, _) => Arc::new(Faults::default()),
     };
     // The user's apply goes through before the faults start; the operator meets them all.
     env.apply_app(&env.sample("shop.yaml").unwrap())
         .await
         .unwrap();
-    server.faults().set_error_rate(0.10);
-    server.faults().set_apply_conflict_rate(0.10);
-    server.faults().set_watch_drop_after(Some(25));
-    let op = env.start_operator(OperatorOptions::default());
-    env.wait_condition("shop", READY, "True", Duration::from_secs(120))
+    faults.set_error_rate(0.10);
+    faults.set_apply_conflict_rate(0.10);
+    faults.set_watch_drop_after(Some(25));
+    let op = env.start_operator(OperatorOptions {
+        faults: matches!(injection, Injection::Client).then(|| faults.clone()),
+        ..OperatorOptions::default()
+    });
+    let timeout = if env.real() {
+        converge_timeout(true)
+    } else {
+        Duration::from_secs(120)
+    };
+    env.wait_condition("shop", READY, "True", timeout)
         .await
         .unwrap();
-    assert!(server.stats().faults_injected > 0, "no fault was injected");
-    server.faults().clear();
+    assert!(faults.injected() > 0, "no fault was injected");
+    faults.clear();
     let creds = secret_data(&env, "shop-orders-db-credentials").await;
     let children = env.children("shop").await.unwrap();
-    assert_eq!(children.len(), 23, "{:?}", children.keys());
-    let secrets = server.list_objects("", "v1", "secrets", Some(&env.namespace));
-    assert_eq!(secrets.len(), 2, "duplicate credentials Secrets");
+    assert_eq!(
+        children.len(),
+        env.shop_children().await.unwrap(),
+        "{:?}",
+        children.keys()
+    );
+    let secrets = env
+        .dynamic("", "v1", "Secret", "secrets")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let credentials: Vec<String> = secrets
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .filter(|n| n.ends_with("-credentials"))
+        .collect();
+    assert_eq!(
+        credentials.len(),
+        2,
+        "duplicate credentials Secrets: {credentials:?}"
+    );
     // Another pass with faults off changes no credential.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(secret_data(&env, "shop-orders-db-credentials").await, creds);
     op.stop().await.unwrap();
     env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_converges_through_api_server_faults() {
+    converges_through_faults("e2e-faults", Injection::Server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_converges_through_faults_on_its_own_connection() {
+    converges_through_faults("e2e-client-faults", Injection::Client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,7 +632,7 @@ async fn a_steady_state_resync_writes_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let apps: Api<keelson::api::Application> = env.apps();
     let app_rv = apps.get("shop").await.unwrap().resource_version();
-    let before = versions(&env.children("shop").await.unwrap());
+    let before = versions(&env, &env.children("shop").await.unwrap());
     if let Some(s) = &env.server {
         s.reset_stats();
     }
@@ -568,7 +649,7 @@ async fn a_steady_state_resync_writes_nothing() {
         app_rv,
         "status was rewritten"
     );
-    assert_eq!(versions(&env.children("shop").await.unwrap()), before);
+    assert_eq!(versions(&env, &env.children("shop").await.unwrap()), before);
     op.stop().await.unwrap();
     env.cleanup().await;
 }

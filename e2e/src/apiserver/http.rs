@@ -298,6 +298,7 @@ async fn handle(
             } else {
                 too_many_requests()
             };
+            shared.faults.count();
             shared.stats.lock().expect("stats").faults_injected += 1;
             record(&shared, verb, Some(&res_key), e.code, false);
             return error_response(&e);
@@ -678,6 +679,7 @@ fn patch(shared: &Shared, req: &Req) -> (Answer, u64) {
             }
             let rate = shared.faults.apply_conflict_rate();
             if rate > 0.0 && rand::random::<f64>() < rate {
+                shared.faults.count();
                 shared.stats.lock().expect("stats").faults_injected += 1;
                 return (
                     Err(def.res().apply_conflict(
@@ -1040,6 +1042,7 @@ async fn run_watch(
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         if drop_after.is_some_and(|n| sent >= n) {
+            shared.faults.count();
             return;
         }
         tokio::select! {

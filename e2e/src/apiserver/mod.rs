@@ -37,13 +37,13 @@ mod schema;
 mod selector;
 mod shape;
 mod ssa;
-mod status;
+pub(crate) mod status;
 
 use engine::{Note, State};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -71,56 +71,7 @@ impl Default for ServerOptions {
     }
 }
 
-/// Runtime-switchable fault injection. Faults never hit the stand-in controllers or the
-/// in-process accessors, nor discovery.
-#[derive(Debug, Default)]
-pub struct Faults {
-    error_rate: AtomicU64,
-    apply_conflict_rate: AtomicU64,
-    /// 0: off; n + 1: end watch streams after n events.
-    watch_drop_after: AtomicU64,
-}
-
-impl Faults {
-    /// Share of non-watch requests answered 500 (half) or 429 with `Retry-After: 1` (half).
-    pub fn set_error_rate(&self, ratio: f64) {
-        self.error_rate
-            .store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
-    }
-
-    /// Share of apply PATCHes answered 409 Conflict.
-    pub fn set_apply_conflict_rate(&self, ratio: f64) {
-        self.apply_conflict_rate
-            .store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
-    }
-
-    /// End each watch stream after this many events (the client must re-watch).
-    pub fn set_watch_drop_after(&self, events: Option<u32>) {
-        self.watch_drop_after
-            .store(events.map(|n| n as u64 + 1).unwrap_or(0), Ordering::Relaxed);
-    }
-
-    pub fn clear(&self) {
-        self.set_error_rate(0.0);
-        self.set_apply_conflict_rate(0.0);
-        self.set_watch_drop_after(None);
-    }
-
-    pub(crate) fn error_rate(&self) -> f64 {
-        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn apply_conflict_rate(&self) -> f64 {
-        f64::from_bits(self.apply_conflict_rate.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn watch_drop_after(&self) -> Option<u64> {
-        match self.watch_drop_after.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(n - 1),
-        }
-    }
-}
+pub use crate::faults::Faults;
 
 /// A snapshot of the request counters.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -151,7 +102,7 @@ pub struct Stats {
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub opts: ServerOptions,
-    pub faults: Faults,
+    pub faults: Arc<Faults>,
     pub stats: Mutex<Stats>,
     pub notes_tx: mpsc::UnboundedSender<Note>,
     pub workloads_ready: AtomicBool,
@@ -207,7 +158,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
             opts,
-            faults: Faults::default(),
+            faults: Arc::default(),
             stats: Mutex::new(Stats::default()),
             notes_tx,
             workloads_ready: AtomicBool::new(true),
@@ -229,8 +180,14 @@ impl ApiServer {
         format!("http://{}", self.shared.addr)
     }
 
+    /// The faults this server injects.
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    /// The same, shared.
+    pub fn faults_handle(&self) -> Arc<Faults> {
+        self.shared.faults.clone()
     }
 
     pub fn stats(&self) -> Stats {

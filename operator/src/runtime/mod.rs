@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// Applications reconciled at once.
     #[arg(long, env = "KEELSON_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// Milliseconds a reconcile request waits for more of the same Application's watch events.
+    #[arg(long, env = "KEELSON_DEBOUNCE_MS", default_value_t = 100)]
+    pub debounce_ms: u64,
 }
 
 impl RunArgs {
@@ -87,7 +90,7 @@ impl RunArgs {
             discovery_interval: Duration::from_secs(self.discovery_seconds.max(1)),
             concurrency: self.concurrency.max(1),
             instance: self.identity.clone(),
-            ..ControllerConfig::default()
+            debounce: Duration::from_millis(self.debounce_ms),
         }
     }
 }
@@ -153,12 +156,18 @@ async fn client() -> anyhow::Result<kube::Client> {
 pub const USER_AGENT: &str = concat!("keelson/", env!("CARGO_PKG_VERSION"));
 
 /// A client for the operator from a cluster configuration.
-pub fn operator_client(mut config: kube::Config) -> anyhow::Result<kube::Client> {
+pub fn operator_client(config: kube::Config) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(operator_config(config))?)
+}
+
+/// The cluster configuration as the operator's client uses it: every request names Keelson in
+/// its User-Agent. (Tests build their own client from it, with middleware that injects faults.)
+pub fn operator_config(mut config: kube::Config) -> kube::Config {
     config.headers.push((
         axum::http::header::USER_AGENT,
         axum::http::HeaderValue::from_static(USER_AGENT),
     ));
-    Ok(kube::Client::try_from(config)?)
+    config
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {

@@ -1,0 +1,354 @@
+//! Fault injection, switchable at run time.
+//!
+//! The same [`Faults`] drive two injectors:
+//! - the in-process API server answers a share of requests with errors and ends watch streams
+//!   early (see [`crate::apiserver::ApiServer::faults`]);
+//! - [`FaultLayer`], a client-side middleware in the operator's own `kube::Client`, does the same
+//!   in front of any API server, so the fault scenario also runs against a real cluster. Its
+//!   answers are the API server's own `Status` bodies; a dropped watch is the response stream
+//!   ending after a number of events, as when a connection to the API server is cut.
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt as _;
+use kube::client::{Body, DynBody};
+use serde_json::json;
+use tower::{BoxError, Layer, Service};
+
+use crate::apiserver::status::{ApiError, internal, too_many_requests};
+
+/// Runtime-switchable faults.
+#[derive(Debug, Default)]
+pub struct Faults {
+    error_rate: AtomicU64,
+    apply_conflict_rate: AtomicU64,
+    /// 0: off; n + 1: end watch streams after n events.
+    watch_drop_after: AtomicU64,
+    injected: AtomicU64,
+}
+
+impl Faults {
+    /// Share of non-watch requests answered 500 (half) or 429 with `Retry-After: 1` (half).
+    pub fn set_error_rate(&self, ratio: f64) {
+        self.error_rate
+            .store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Share of apply PATCHes answered 409 Conflict.
+    pub fn set_apply_conflict_rate(&self, ratio: f64) {
+        self.apply_conflict_rate
+            .store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// End each watch stream after this many events (the client must re-watch).
+    pub fn set_watch_drop_after(&self, events: Option<u32>) {
+        self.watch_drop_after
+            .store(events.map(|n| n as u64 + 1).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Turn every fault off.
+    pub fn clear(&self) {
+        self.set_error_rate(0.0);
+        self.set_apply_conflict_rate(0.0);
+        self.set_watch_drop_after(None);
+    }
+
+    /// Requests answered with an injected error, and watches ended early, so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count(&self) {
+        self.injected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn error_rate(&self) -> f64 {
+        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn apply_conflict_rate(&self) -> f64 {
+        f64::from_bits(self.apply_conflict_rate.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn watch_drop_after(&self) -> Option<u64> {
+        match self.watch_drop_after.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n - 1),
+        }
+    }
+
+    /// An injected error for a request, or `None` to let it through.
+    pub(crate) fn error_for(&self, watch: bool, apply: bool) -> Option<ApiError> {
+        if watch {
+            return None;
+        }
+        let rate = self.error_rate();
+        if rate > 0.0 && rand::random::<f64>() < rate {
+            self.count();
+            return Some(if rand::random::<bool>() {
+                internal("injected fault")
+            } else {
+                too_many_requests()
+            });
+        }
+        let rate = self.apply_conflict_rate();
+        if apply && rate > 0.0 && rand::random::<f64>() < rate {
+            self.count();
+            return Some(ApiError::status(
+                409,
+                "Conflict",
+                "Apply failed with 1 conflict: conflict with \"fault-injection\": .metadata.labels",
+                Some(json!({"causes": [{"reason": "FieldManagerConflict",
+                    "message": "conflict with \"fault-injection\"", "field": ".metadata.labels"}]})),
+            ));
+        }
+        None
+    }
+}
+
+/// A `kube::Client` middleware that injects [`Faults`] into the requests passing through it.
+///
+/// ```no_run
+/// # async fn demo(config: kube::Config) -> anyhow::Result<()> {
+/// use std::sync::Arc;
+/// use e2e::faults::{FaultLayer, Faults};
+/// let faults = Arc::new(Faults::default());
+/// faults.set_error_rate(0.1);
+/// let client = kube::client::ClientBuilder::try_from(config)?
+///     .with_layer(&FaultLayer::new(faults.clone()))
+///     .build();
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct FaultLayer {
+    faults: Arc<Faults>,
+}
+
+impl FaultLayer {
+    /// A layer injecting these faults.
+    pub fn new(faults: Arc<Faults>) -> Self {
+        FaultLayer { faults }
+    }
+}
+
+impl<S> Layer<S> for FaultLayer {
+    type Service = FaultService<S>;
+
+    fn layer(&self, inner: S) -> FaultService<S> {
+        FaultService {
+            inner,
+            faults: self.faults.clone(),
+        }
+    }
+}
+
+/// The service [`FaultLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct FaultService<S> {
+    inner: S,
+    faults: Arc<Faults>,
+}
+
+type Answer = Response<Box<DynBody>>;
+
+impl<S> Service<Request<Body>> for FaultService<S>
+where
+    S: Service<Request<Body>, Response = Answer, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Answer;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let watch = is_watch(&req);
+        let apply = req.method() == Method::PATCH
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
+        if let Some(e) = self.faults.error_for(watch, apply) {
+            return Box::pin(std::future::ready(Ok(error_answer(&e))));
+        }
+        let drop_after = watch.then(|| self.faults.watch_drop_after()).flatten();
+        let faults = self.faults.clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await?;
+            Ok(match drop_after {
+                Some(events) if res.status().is_success() => res.map(|body| {
+                    Box::new(Truncated {
+                        inner: Some(body),
+                        lines_left: events,
+                        faults,
+                    }) as Box<DynBody>
+                }),
+                _ => res,
+            })
+        })
+    }
+}
+
+fn is_watch<B>(req: &Request<B>) -> bool {
+    req.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+    })
+}
+
+fn error_answer(e: &ApiError) -> Answer {
+    let bytes = Bytes::from(serde_json::to_vec(&e.body).unwrap_or_default());
+    let mut res = Response::new(Box::new(
+        http_body_util::Full::new(bytes).map_err(|never| -> BoxError { match never {} }),
+    ) as Box<DynBody>);
+    *res.status_mut() = http::StatusCode::from_u16(e.code).expect("a status code");
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(s) = e.retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    res
+}
+
+/// A watch response body that ends after a number of events (lines), as a cut connection does.
+struct Truncated {
+    inner: Option<Box<DynBody>>,
+    lines_left: u64,
+    faults: Arc<Faults>,
+}
+
+impl HttpBody for Truncated {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => return other,
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(other) => return Poll::Ready(Some(Ok(other))),
+        };
+        let mut end = (self.lines_left == 0).then_some(0);
+        for (i, b) in data.iter().enumerate() {
+            if end.is_some() {
+                break;
+            }
+            if *b == b'\n' {
+                self.lines_left -= 1;
+                if self.lines_left == 0 {
+                    end = Some(i + 1);
+                }
+            }
+        }
+        if let Some(end) = end {
+            data.truncate(end);
+            self.inner = None; // closes the stream
+            self.faults.count();
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn body(chunks: &[&'static str]) -> Box<DynBody> {
+        let stream = futures::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c.as_bytes()))))
+                .collect::<Vec<_>>(),
+        );
+        Box::new(http_body_util::StreamBody::new(stream))
+    }
+
+    async fn read(b: Truncated) -> String {
+        let bytes = b.collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_watch_ends_after_the_set_number_of_events() {
+        let faults = Arc::new(Faults::default());
+        let t = Truncated {
+            inner: Some(body(&[
+                "{\"a\":1}\n{\"b\"",
+                ":2}\n{\"c\":3}\n",
+                "{\"d\":4}\n",
+            ])),
+            lines_left: 2,
+            faults: faults.clone(),
+        };
+        assert_eq!(read(t).await, "{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(faults.injected(), 1);
+
+        let whole = Truncated {
+            inner: Some(body(&["{\"a\":1}\n", "{\"b\":2}\n"])),
+            lines_left: 5,
+            faults: faults.clone(),
+        };
+        assert_eq!(read(whole).await, "{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(faults.injected(), 1, "a stream that ended by itself");
+    }
+
+    #[test]
+    fn errors_only_where_asked() {
+        let f = Faults::default();
+        assert!((0..1000).all(|_| f.error_for(false, true).is_none()));
+        f.set_apply_conflict_rate(1.0);
+        assert_eq!(f.error_for(false, true).map(|e| e.code), Some(409));
+        assert!(f.error_for(false, false).is_none(), "only applies conflict");
+        f.set_error_rate(1.0);
+        assert!(
+            f.error_for(true, false).is_none(),
+            "watches are dropped, not failed"
+        );
+        let codes: std::collections::BTreeSet<u16> = (0..200)
+            .filter_map(|_| f.error_for(false, false).map(|e| e.code))
+            .collect();
+        assert_eq!(codes, [429, 500].into_iter().collect());
+        f.clear();
+        assert!(f.error_for(false, true).is_none());
+    }
+
+    #[test]
+    fn watch_requests_are_recognised() {
+        let r = |uri: &str| Request::get(uri).body(()).unwrap();
+        assert!(is_watch(&r("/api/v1/secrets?watch=true&resourceVersion=1")));
+        assert!(is_watch(&r(
+            "/api/v1/secrets?allowWatchBookmarks=true&watch=1"
+        )));
+        assert!(!is_watch(&r("/api/v1/secrets?limit=100")));
+        assert!(!is_watch(&r("/api/v1/secrets")));
+    }
+}
