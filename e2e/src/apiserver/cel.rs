@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 thread_local! {
     static PROGRAMS: RefCell<HashMap<String, Option<Rc<Program>>>> = RefCell::new(HashMap::new());
+    /// The standard functions, registered once: each evaluation adds its variables in a scope of
+    /// its own on top.
+    static ROOT: Context<'static> = Context::default();
 }
 
 fn program(rule: &str) -> Option<Rc<Program>> {
@@ -52,16 +55,30 @@ fn to_cel(v: &Value) -> Cel {
     }
 }
 
-fn eval(rule: &str, this: &Value, old: Option<&Value>) -> Option<Cel> {
-    let prog = program(rule)?;
-    let mut ctx = Context::default();
-    ctx.add_variable_from_value("self", to_cel(this));
-    if let Some(o) = old {
-        ctx.add_variable_from_value("oldSelf", to_cel(o));
+/// A node's value (and old value) as CEL values, converted once for all of its rules.
+struct Node<'a> {
+    this: &'a Value,
+    old: Option<&'a Value>,
+    cel: std::cell::OnceCell<(Cel, Option<Cel>)>,
+}
+
+impl Node<'_> {
+    fn eval(&self, rule: &str, with_old: bool) -> Option<Cel> {
+        let prog = program(rule)?;
+        let (this, old) = self
+            .cel
+            .get_or_init(|| (to_cel(self.this), self.old.map(to_cel)));
+        ROOT.with(|root| {
+            let mut ctx = root.new_inner_scope();
+            ctx.add_variable_from_value("self", this.clone());
+            if let (true, Some(o)) = (with_old, old) {
+                ctx.add_variable_from_value("oldSelf", o.clone());
+            }
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prog.execute(&ctx).ok()))
+                .ok()
+                .flatten()
+        })
     }
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prog.execute(&ctx).ok()))
-        .ok()
-        .flatten()
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -72,7 +89,8 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-/// Evaluates the rules of `schema` on `obj` (and `old` for transition rules).
+/// Evaluates the rules of `schema` on `obj` (and `old` for transition rules), except on values
+/// equal to their old value, whose errors a real server ratchets away.
 pub fn validate(obj: &Value, old: Option<&Value>, schema: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     walk(obj, old, schema, "", &mut out);
@@ -80,7 +98,17 @@ pub fn validate(obj: &Value, old: Option<&Value>, schema: &Value) -> Vec<Cause> 
 }
 
 fn walk(v: &Value, old: Option<&Value>, s: &Value, path: &str, out: &mut Vec<Cause>) {
+    // Validation ratcheting (GA in Kubernetes 1.33): errors of a value equal to its old value
+    // are dropped, so rules on an unchanged subtree (the spec, on a status write) need no run.
+    if old == Some(v) {
+        return;
+    }
     if let Some(rules) = s.get("x-kubernetes-validations").and_then(Value::as_array) {
+        let node = Node {
+            this: v,
+            old,
+            cel: std::cell::OnceCell::new(),
+        };
         for r in rules {
             let Some(rule) = r.get("rule").and_then(Value::as_str) else {
                 continue;
@@ -90,11 +118,11 @@ fn walk(v: &Value, old: Option<&Value>, s: &Value, path: &str, out: &mut Vec<Cau
             {
                 continue;
             }
-            if let Some(Cel::Bool(false)) = eval(rule, v, old.filter(|_| transition)) {
+            if let Some(Cel::Bool(false)) = node.eval(rule, transition) {
                 let message = r
                     .get("messageExpression")
                     .and_then(Value::as_str)
-                    .and_then(|e| match eval(e, v, old) {
+                    .and_then(|e| match node.eval(e, true) {
                         Some(Cel::String(s)) => Some(s.to_string()),
                         _ => None,
                     })
@@ -174,5 +202,24 @@ mod tests {
         );
         let ok = json!({"spec": {"replicas": 1, "maxReplicas": 5}});
         assert!(validate(&ok, None, &schema).is_empty());
+    }
+
+    #[test]
+    fn rules_on_unchanged_values_are_ratcheted() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [{"rule": "self.replicas <= self.maxReplicas", "message": "too many"}],
+            "properties": {"replicas": {"type": "integer",
+                "x-kubernetes-validations": [{"rule": "self >= 0", "message": "negative"}]}}}}});
+        let old = json!({"spec": {"replicas": -10, "maxReplicas": 5}, "status": {"n": 1}});
+        let status_write = json!({"spec": {"replicas": -10, "maxReplicas": 5}, "status": {"n": 2}});
+        assert!(validate(&status_write, Some(&old), &schema).is_empty());
+        // The spec changed, so its own rule runs; replicas did not, so its rule does not.
+        let changed = json!({"spec": {"replicas": -10, "maxReplicas": 4}});
+        assert!(validate(&changed, Some(&old), &schema).is_empty());
+        let worse = json!({"spec": {"replicas": 10, "maxReplicas": 4}});
+        let causes = validate(&worse, Some(&old), &schema);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].message, "Invalid value: too many");
+        assert_eq!(validate(&status_write, None, &schema).len(), 1);
     }
 }

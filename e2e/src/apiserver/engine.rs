@@ -859,7 +859,7 @@ impl State {
         if def.builtin {
             causes.extend(builtin::validate(&vkind, &cand));
         } else if let Some(s) = def.schema.as_deref() {
-            let schema_causes = schema::validate(&cand, s);
+            let schema_causes = schema::validate(&cand, live_view.as_ref(), s);
             if !schema_causes.is_empty() {
                 causes.extend(schema_causes);
                 if def.has_cel {

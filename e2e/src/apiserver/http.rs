@@ -261,11 +261,11 @@ async fn handle(
         _ => "",
     };
     let res_key = def.stats_key();
+    let full = match sub.as_deref() {
+        Some(sub) => format!("{verb} {res_key}/{sub}"),
+        None => format!("{verb} {res_key}"),
+    };
     if !verb.is_empty() {
-        let full = match sub.as_deref() {
-            Some(sub) => format!("{verb} {res_key}/{sub}"),
-            None => format!("{verb} {res_key}"),
-        };
         let agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -279,7 +279,7 @@ async fn handle(
             .or_default()
             .entry(full.clone())
             .or_default() += 1;
-        *stats.by_verb_resource.entry(full).or_default() += 1;
+        *stats.by_verb_resource.entry(full.clone()).or_default() += 1;
     }
     if verb.is_empty() || sub.as_deref().is_some_and(|s| s != "status" || !def.status) {
         let e = if verb.is_empty() {
@@ -345,7 +345,16 @@ async fn handle(
             }
         };
     }
+    Shared::take_held();
     let (result, wrote) = dispatch(&shared, verb, &req);
+    let held = Shared::take_held().as_secs_f64();
+    *shared
+        .stats
+        .lock()
+        .expect("stats")
+        .lock_seconds
+        .entry(full)
+        .or_default() += held;
     match result {
         Ok((code, body)) => {
             record(&shared, verb, Some(&res_key), code, wrote);

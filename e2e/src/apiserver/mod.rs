@@ -97,6 +97,10 @@ pub struct Stats {
     pub watch_events: u64,
     /// Requests answered with an injected fault.
     pub faults_injected: u64,
+    /// Seconds the state lock was held, per verb and resource (as in `by_verb_resource`) and for
+    /// the stand-in controllers: the server does one thing at a time under that lock, so this
+    /// is where its capacity goes.
+    pub lock_seconds: BTreeMap<String, f64>,
 }
 
 pub(crate) struct Shared {
@@ -110,15 +114,23 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
 }
 
+thread_local! {
+    /// How long this thread has held the state lock since [`Shared::take_held`].
+    static HELD: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
 impl Shared {
     /// Runs `f` with the state locked; hands the changes it made to the controllers.
     /// Returns whether stored state changed.
     pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> (R, u64) {
         let (r, notes, writes) = {
             let mut st = self.state.lock().expect("state lock");
+            let locked = std::time::Instant::now();
             let before = st.writes;
             let r = f(&mut st);
-            (r, std::mem::take(&mut st.notes), st.writes - before)
+            let out = (r, std::mem::take(&mut st.notes), st.writes - before);
+            HELD.set(HELD.get() + locked.elapsed());
+            out
         };
         for n in notes {
             let _ = self.notes_tx.send(n);
@@ -128,11 +140,21 @@ impl Shared {
 
     /// Like [`Shared::with_state`], counting the changes as controller writes.
     pub fn with_state_ctrl<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        Self::take_held();
         let (r, writes) = self.with_state(f);
-        if writes > 0 {
-            self.stats.lock().expect("stats").controller_writes += writes;
-        }
+        let held = Self::take_held();
+        let mut stats = self.stats.lock().expect("stats");
+        stats.controller_writes += writes;
+        *stats
+            .lock_seconds
+            .entry("stand-in controllers".into())
+            .or_default() += held.as_secs_f64();
         r
+    }
+
+    /// How long this thread held the state lock since the last call.
+    pub fn take_held() -> Duration {
+        HELD.replace(Duration::ZERO)
     }
 }
 

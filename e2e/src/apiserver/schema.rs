@@ -144,8 +144,9 @@ fn num(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
-/// Validates a custom resource against its schema (after pruning and defaulting).
-pub fn validate(v: &Value, s: &Value) -> Vec<Cause> {
+/// Validates a custom resource against its schema (after pruning and defaulting); on an update,
+/// fields equal to their old value are not checked again (ratcheting).
+pub fn validate(v: &Value, old: Option<&Value>, s: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     if let (Some(props), Value::Object(m)) = (s.get("properties").and_then(Value::as_object), v) {
         let mut keys: Vec<&String> = props.keys().collect();
@@ -155,7 +156,7 @@ pub fn validate(v: &Value, s: &Value) -> Vec<Cause> {
                 continue;
             }
             if let Some(child) = m.get(k) {
-                validate_node(child, &props[k], k, &mut out);
+                validate_node(child, old.and_then(|o| o.get(k)), &props[k], k, &mut out);
             }
         }
         required(m, s, "", &mut out);
@@ -178,7 +179,14 @@ fn required(m: &serde_json::Map<String, Value>, s: &Value, path: &str, out: &mut
     }
 }
 
-fn validate_node(v: &Value, s: &Value, path: &str, out: &mut Vec<Cause>) {
+fn validate_node(v: &Value, old: Option<&Value>, s: &Value, path: &str, out: &mut Vec<Cause>) {
+    // Ratcheting (Kubernetes 1.33+): the errors of a value equal to its old value are dropped,
+    // so an unchanged field (the spec, on a status write) is not checked again. Object fields
+    // are matched with their old values; list items are not (stricter than a real server only
+    // for list items that a tightened schema now rejects).
+    if old == Some(v) {
+        return;
+    }
     let ty = s.get("type").and_then(Value::as_str).unwrap_or("");
     let int_or_string = s.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
     if v.is_null() {
@@ -297,7 +305,7 @@ fn validate_node(v: &Value, s: &Value, path: &str, out: &mut Vec<Cause>) {
             }
             if let Some(is) = s.get("items") {
                 for (i, it) in items.iter().enumerate() {
-                    validate_node(it, is, &format!("{path}[{i}]"), out);
+                    validate_node(it, None, is, &format!("{path}[{i}]"), out);
                 }
             }
             match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
@@ -365,14 +373,15 @@ fn validate_node(v: &Value, s: &Value, path: &str, out: &mut Vec<Cause>) {
                 keys.sort();
                 for k in keys {
                     if let Some(child) = m.get(k) {
-                        validate_node(child, &props[k], &join(path, k), out);
+                        let was = old.and_then(|o| o.get(k));
+                        validate_node(child, was, &props[k], &join(path, k), out);
                     }
                 }
             } else if let Some(a) = s.get("additionalProperties").filter(|a| a.is_object()) {
                 let mut keys: Vec<&String> = m.keys().collect();
                 keys.sort();
                 for k in keys {
-                    validate_node(&m[k], a, &join(path, k), out);
+                    validate_node(&m[k], old.and_then(|o| o.get(k)), a, &join(path, k), out);
                 }
             }
             required(m, s, path, out);
@@ -400,7 +409,7 @@ mod tests {
         prune(&mut v, &s, true);
         apply_defaults(&mut v, &s);
         assert!(v["spec"].get("unknown").is_none());
-        let causes = validate(&v, &s);
+        let causes = validate(&v, None, &s);
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["spec.image", "spec.replicas", "spec.maxReplicas"]);
         assert_eq!(
@@ -414,5 +423,26 @@ mod tests {
         let mut ok = json!({"spec": {"maxReplicas": 3}});
         apply_defaults(&mut ok, &s);
         assert_eq!(ok["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn unchanged_values_are_ratcheted() {
+        let s = widget_schema();
+        // Stored before the schema was tightened: replicas below the minimum.
+        let old = json!({"spec": {"replicas": -1, "maxReplicas": 3}, "status": {"ready": 0}});
+        let status_write =
+            json!({"spec": {"replicas": -1, "maxReplicas": 3}, "status": {"ready": 1}});
+        assert!(validate(&status_write, Some(&old), &s).is_empty());
+        let other_field = json!({"spec": {"replicas": -1, "maxReplicas": 4}});
+        assert!(validate(&other_field, Some(&old), &s).is_empty());
+        let same_field = json!({"spec": {"replicas": -2, "maxReplicas": 3}});
+        let causes = validate(&same_field, Some(&old), &s);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.replicas");
+        assert_eq!(
+            validate(&status_write, None, &s).len(),
+            1,
+            "a create checks everything"
+        );
     }
 }
