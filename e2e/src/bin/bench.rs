@@ -16,6 +16,12 @@
 //!
 //! `cargo run --release -p e2e --bin bench -- --help` prints the options.
 
+/// The in-process API server allocates and frees a copy of every object it touches; jemalloc
+/// (as in the operator) keeps that cost lower and steadier than the C library's allocator.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
@@ -95,6 +101,10 @@ options:
                         turn, each on a fresh API server, and compare their medians; the two
                         share the machine's cores, so single runs vary by 10 % or more
                         [default: 3]
+  --timeline            in-process: during each convergence, print every second how many
+                        Applications have a status for their generation and how many are Ready
+  --converge-only       in-process: only the convergence and baseline rounds (no resync, drift
+                        or restart); the operator figures are those of the first round
   -h, --help            print this help
 ";
 
@@ -110,6 +120,8 @@ struct Opts {
     ready_delay: Duration,
     operator_env: Vec<(String, String)>,
     rounds: usize,
+    converge_only: bool,
+    timeline: bool,
 }
 
 fn default_keelson_bin() -> PathBuf {
@@ -130,6 +142,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String
         ready_delay: Duration::from_millis(50),
         operator_env: Vec::new(),
         rounds: 3,
+        converge_only: false,
+        timeline: false,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -169,6 +183,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String
             "--resync-seconds" => opts.resync_seconds = Some(number(value()?)?.max(5)),
             "--ready-delay-ms" => opts.ready_delay = Duration::from_millis(number(value()?)?),
             "--rounds" => opts.rounds = number(value()?)?.clamp(1, 20) as usize,
+            "--converge-only" => opts.converge_only = true,
+            "--timeline" => opts.timeline = true,
             "--operator-env" => {
                 let v = value()?;
                 let (k, v) = v
@@ -254,6 +270,24 @@ struct ApiCounts {
     watch_events: u64,
     by_verb: BTreeMap<String, u64>,
     by_resource: BTreeMap<String, u64>,
+    /// Seconds the in-process server held its state lock: the server's busy time, in total
+    /// and per verb and resource.
+    lock_seconds: f64,
+    lock_seconds_by: BTreeMap<String, f64>,
+}
+
+impl ApiCounts {
+    /// The biggest holders of the server's lock, for `--timeline`.
+    fn lock_summary(&self) -> String {
+        let mut by: Vec<(&String, &f64)> = self.lock_seconds_by.iter().collect();
+        by.sort_by(|a, b| b.1.total_cmp(a.1));
+        let top: Vec<String> = by
+            .iter()
+            .take(6)
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect();
+        format!("lock held {:.2} s: {}", self.lock_seconds, top.join(", "))
+    }
 }
 
 impl From<Stats> for ApiCounts {
@@ -265,6 +299,8 @@ impl From<Stats> for ApiCounts {
             watch_events: s.watch_events,
             by_verb: s.by_verb,
             by_resource: s.by_resource,
+            lock_seconds: s.lock_seconds.values().sum(),
+            lock_seconds_by: s.lock_seconds,
         }
     }
 }
@@ -329,6 +365,23 @@ struct Rounds {
     baseline_median: f64,
     /// Each round's converge over the same round's baseline.
     ratios: Vec<f64>,
+}
+
+impl Rounds {
+    fn new(converge: Vec<f64>, base: Vec<f64>) -> Rounds {
+        Rounds {
+            converge_median: median(&converge),
+            baseline_median: median(&base),
+            ratios: converge.iter().zip(&base).map(|(c, b)| c / b).collect(),
+            converge_seconds: converge,
+            baseline_seconds: base,
+        }
+    }
+
+    /// Median converge time over median baseline time.
+    fn ratio(&self) -> f64 {
+        self.converge_median / self.baseline_median
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -923,6 +976,33 @@ fn app_ready(app: &Value) -> bool {
         })
 }
 
+/// `--timeline`: how far the convergence is.
+fn timeline_line(server: &ApiServer, n: usize, apps: &[Value], at: Duration) {
+    let (mut exists, mut reconciled, mut ready) = (0, 0, 0);
+    for name in apps.iter().filter_map(|a| a["metadata"]["name"].as_str()) {
+        let Some(a) = server.get_object(
+            "keelson.dev",
+            "v1alpha1",
+            "applications",
+            Some(NAMESPACE),
+            name,
+        ) else {
+            continue;
+        };
+        exists += 1;
+        if a["status"]["observedGeneration"] == a["metadata"]["generation"] {
+            reconciled += 1;
+        }
+        if app_ready(&a) {
+            ready += 1;
+        }
+    }
+    eprintln!(
+        "[{n}]   {:5.1} s: {exists} applied, {reconciled} with status, {ready} Ready",
+        at.as_secs_f64()
+    );
+}
+
 /// The Applications not yet Ready for their generation. In-process they are checked one
 /// `get_object` at a time, so a check never holds the stand-in's lock for long, and forgotten
 /// once Ready; a real cluster is listed.
@@ -1084,6 +1164,12 @@ async fn bench_n(cx: &Ctx<'_>, n: usize) -> anyhow::Result<Run> {
             (Cluster::InProcess(server), client, NAMESPACE.to_string())
         }
     };
+    if cx.opts.converge_only && !real {
+        if let Cluster::InProcess(s) = &cluster {
+            s.clone().shutdown().await;
+        }
+        return converge_rounds_only(cx, n, bench_cpu0).await;
+    }
     install_crds(&client, !real).await?;
     create_namespace(&client, &ns).await?;
     let result = operator_phases(cx, n, &cluster, &client, &ns).await;
@@ -1107,30 +1193,58 @@ async fn bench_n(cx: &Ctx<'_>, n: usize) -> anyhow::Result<Run> {
         let mut converge = vec![run.converge.as_ref().map_or(f64::NAN, |c| c.seconds)];
         let mut base = vec![b.seconds];
         for round in 2..=cx.opts.rounds {
-            let c = converge_round(cx, n, round).await?;
+            let (c, _) = converge_round(cx, n, round).await?;
             let b = baseline(cx.opts, n).await?.seconds;
             eprintln!("[{n}] round {round}: converge {c:.2} s, baseline {b:.2} s");
             converge.push(c);
             base.push(b);
         }
-        let rounds = Rounds {
-            converge_median: median(&converge),
-            baseline_median: median(&base),
-            ratios: converge.iter().zip(&base).map(|(c, b)| c / b).collect(),
-            converge_seconds: converge,
-            baseline_seconds: base,
-        };
-        run.operator_over_baseline = Some(rounds.converge_median / rounds.baseline_median);
-        run.rounds = Some(rounds);
+        run.rounds = Some(Rounds::new(converge, base));
+        run.operator_over_baseline = run.rounds.as_ref().map(Rounds::ratio);
         run.baseline = Some(b);
     }
     run.bench_process_cpu_seconds = self_cpu() - bench_cpu0;
     Ok(run)
 }
 
+/// `--converge-only`: every round a convergence and a baseline, nothing else.
+async fn converge_rounds_only(cx: &Ctx<'_>, n: usize, bench_cpu0: f64) -> anyhow::Result<Run> {
+    let (mut converge, mut base, mut usage) = (Vec::new(), Vec::new(), None);
+    let mut baseline_first = None;
+    for round in 1..=cx.opts.rounds {
+        let (c, u) = converge_round(cx, n, round).await?;
+        let b = baseline(cx.opts, n).await?;
+        eprintln!(
+            "[{n}] round {round}: converge {c:.2} s, baseline {:.2} s",
+            b.seconds
+        );
+        converge.push(c);
+        base.push(b.seconds);
+        usage.get_or_insert(u);
+        baseline_first.get_or_insert(b);
+    }
+    let rounds = Rounds::new(converge, base);
+    Ok(Run {
+        apps: n,
+        namespace: NAMESPACE.into(),
+        operator_log: cx.workdir.display().to_string(),
+        converge: None,
+        baseline: baseline_first,
+        operator_over_baseline: Some(rounds.ratio()),
+        rounds: Some(rounds),
+        resync: None,
+        drift: None,
+        operator: usage.unwrap_or_default(),
+        restart: None,
+        bench_process_cpu_seconds: self_cpu() - bench_cpu0,
+        skipped: vec!["resync, drift and restart (--converge-only)".into()],
+    })
+}
+
 /// One more measurement of convergence alone: a fresh in-process API server, a fresh operator
-/// process, N Applications applied, until every one is Ready.
-async fn converge_round(cx: &Ctx<'_>, n: usize, round: usize) -> anyhow::Result<f64> {
+/// process, N Applications applied, until every one is Ready. The seconds, and the operator's
+/// memory and CPU from its start until then.
+async fn converge_round(cx: &Ctx<'_>, n: usize, round: usize) -> anyhow::Result<(f64, Usage)> {
     let opts = cx.opts;
     let (server, client) = in_process(opts).await?;
     install_crds(&client, true).await?;
@@ -1151,13 +1265,24 @@ async fn converge_round(cx: &Ctx<'_>, n: usize, round: usize) -> anyhow::Result<
     })?;
     op.wait_ready(Duration::from_secs(60)).await?;
     let apps = shop_apps(n, NAMESPACE, false)?;
+    server.reset_stats();
     let t0 = Instant::now();
     apply_apps(&client, NAMESPACE, &apps, opts.concurrency).await?;
     let timeout = converge_timeout(n, false);
     let mut pending = PendingApps::new(&apps);
+    let mut next_line = Duration::from_secs(1);
     let result = loop {
+        if opts.timeline && t0.elapsed() >= next_line {
+            next_line += Duration::from_secs(1);
+            timeline_line(&server, n, &apps, t0.elapsed());
+        }
         if pending.check(&cluster, &client, NAMESPACE).await? == 0 {
-            break Ok(t0.elapsed().as_secs_f64());
+            let seconds = t0.elapsed().as_secs_f64();
+            if opts.timeline {
+                let api: ApiCounts = server.stats().into();
+                eprintln!("[{n}]   converge {}", api.lock_summary());
+            }
+            break op.usage().map(|u| (seconds, u));
         }
         if t0.elapsed() > timeout {
             break Err(anyhow::anyhow!(
@@ -1802,6 +1927,9 @@ async fn baseline(opts: &Opts, n: usize) -> anyhow::Result<Baseline> {
     };
     server.shutdown().await;
     eprintln!("[{n}] baseline: {seconds:.2} s");
+    if opts.timeline {
+        eprintln!("[{n}]   baseline {}", result.api.lock_summary());
+    }
     Ok(result)
 }
 
@@ -2248,7 +2376,13 @@ fn print_report(report: &Report) {
         ),
     ];
     let label_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(10) + 2;
-    let col_w = 12;
+    // Every column as wide as its widest cell, and at least 12.
+    let col_w = rows
+        .iter()
+        .flat_map(|(_, f, _)| report.runs.iter().map(|r| f(r).len() + 2))
+        .max()
+        .unwrap_or(0)
+        .max(12);
     print!("{:<label_w$}", "");
     for r in &report.runs {
         print!("{:>col_w$}", format!("N={}", r.apps));
