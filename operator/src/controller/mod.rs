@@ -506,53 +506,29 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
         Err(e) => Err(e),
     };
 
-    if !report.created.is_empty() {
-        publish(
-            ctx,
-            app,
-            EventType::Normal,
-            "Created",
-            "Apply",
-            format!("created {}", report.created.join(", ")),
-        )
-        .await;
-    }
-    if !report.updated.is_empty() {
-        publish(
-            ctx,
-            app,
-            EventType::Normal,
-            "Updated",
-            "Apply",
-            format!("updated {}", report.updated.join(", ")),
-        )
-        .await;
-    }
-    if !report.repaired.is_empty() {
-        publish(
-            ctx,
-            app,
-            EventType::Normal,
-            "DriftRepaired",
-            "Apply",
-            format!(
-                "restored {} after it was changed or deleted outside Keelson",
-                report.repaired.join(", ")
+    // Events and status are independent writes: send them together.
+    let events = async {
+        let notes = [
+            ("Created", &report.created, "created ".to_string(), ""),
+            ("Updated", &report.updated, "updated ".to_string(), ""),
+            (
+                "DriftRepaired",
+                &report.repaired,
+                "restored ".to_string(),
+                " after it was changed or deleted outside Keelson",
             ),
-        )
-        .await;
-    }
-    if !pruned.is_empty() {
-        publish(
-            ctx,
-            app,
-            EventType::Normal,
-            "Pruned",
-            "Prune",
-            format!("deleted {}, no longer in the spec", pruned.join(", ")),
-        )
-        .await;
-    }
+        ];
+        for (reason, names, prefix, suffix) in notes {
+            if !names.is_empty() {
+                let note = format!("{prefix}{}{suffix}", names.join(", "));
+                publish(ctx, app, EventType::Normal, reason, "Apply", note).await;
+            }
+        }
+        if !pruned.is_empty() {
+            let note = format!("deleted {}, no longer in the spec", pruned.join(", "));
+            publish(ctx, app, EventType::Normal, "Pruned", "Prune", note).await;
+        }
+    };
 
     // status
     let outcome = match &result {
@@ -567,7 +543,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
         },
     };
     let st = status::compute(ctx, app, &outcome, status::now());
-    let wrote = status::write(ctx, app, st).await;
+    let ((), wrote) = futures::join!(events, status::write(ctx, app, st));
     if let Err(e) = &result {
         publish(
             ctx,
@@ -625,9 +601,15 @@ async fn apply_all(a: &apply::Applier<'_>, c: &Children) -> (apply::Report, Resu
     let st = &a.context().stores;
     let mut report = apply::Report::default();
     let mut first: Option<Error> = None;
-    for s in secrets {
+    let created = futures::future::join_all(
+        secrets
+            .iter()
+            .map(|s| a.create_secret(&s.name, s.create.as_ref())),
+    )
+    .await;
+    for (s, result) in secrets.iter().zip(created) {
         report.keep("Secret", &s.name);
-        match a.create_secret(&s.name, s.create.as_ref()).await {
+        match result {
             Ok(change) => report.note("Secret", &s.name, change),
             Err(e) => {
                 first.get_or_insert(e);
