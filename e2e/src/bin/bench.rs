@@ -73,6 +73,7 @@ in-process API server stand-in, or against a real cluster when KEELSON_E2E_KUBEC
 KUBECONFIG names one (then the in-process-only figures are skipped). For each N it creates one
 namespace with N copies of samples/shop.yaml (shop-0 .. shop-<N-1>) and reports:
   converge    seconds from the first apply until every Application is Ready for its generation
+              (in-process also: how long the API server was busy, i.e. held its state lock)
   baseline    seconds for a bare client to server-side apply the same Applications and their
               rendered children and see the workloads available (in-process only)
   resync      API requests, writes and reconciles during one full no-op resync
@@ -2150,6 +2151,19 @@ fn print_report(report: &Report) {
             "",
         ),
         (
+            "  API server busy (s)",
+            Box::new(|r: &Run| {
+                fmt_opt(
+                    r.converge
+                        .as_ref()
+                        .and_then(|c| c.api.as_ref())
+                        .map(|a| a.lock_seconds),
+                    2,
+                )
+            }),
+            "",
+        ),
+        (
             "  API writes (client)",
             Box::new(|r: &Run| {
                 fmt_opt(
@@ -2204,6 +2218,11 @@ fn print_report(report: &Report) {
         (
             "  API requests",
             Box::new(|r: &Run| fmt_opt(r.baseline.as_ref().map(|b| b.api.requests as f64), 0)),
+            "",
+        ),
+        (
+            "  API server busy (s)",
+            Box::new(|r: &Run| fmt_opt(r.baseline.as_ref().map(|b| b.api.lock_seconds), 2)),
             "",
         ),
         (
