@@ -67,7 +67,7 @@ pub struct RunArgs {
     #[arg(long, env = "KEELSON_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
     /// Milliseconds a reconcile request waits for more of the same Application's watch events.
-    #[arg(long, env = "KEELSON_DEBOUNCE_MS", default_value_t = 100)]
+    #[arg(long, env = "KEELSON_DEBOUNCE_MS", default_value_t = 30)]
     pub debounce_ms: u64,
 }
 
