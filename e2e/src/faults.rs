@@ -72,14 +72,6 @@ impl Faults {
         self.injected.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn error_rate(&self) -> f64 {
-        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn apply_conflict_rate(&self) -> f64 {
-        f64::from_bits(self.apply_conflict_rate.load(Ordering::Relaxed))
-    }
-
     pub(crate) fn watch_drop_after(&self) -> Option<u64> {
         match self.watch_drop_after.load(Ordering::Relaxed) {
             0 => None,
@@ -87,32 +79,37 @@ impl Faults {
         }
     }
 
-    /// An injected error for a request, or `None` to let it through.
-    pub(crate) fn error_for(&self, watch: bool, apply: bool) -> Option<ApiError> {
-        if watch {
+    fn roll(rate: &AtomicU64) -> bool {
+        let rate = f64::from_bits(rate.load(Ordering::Relaxed));
+        rate > 0.0 && rand::random::<f64>() < rate
+    }
+
+    /// A 500 or 429 answer for a request (not a watch), at the error rate; counted.
+    pub(crate) fn injected_error(&self) -> Option<ApiError> {
+        if !Self::roll(&self.error_rate) {
             return None;
         }
-        let rate = self.error_rate();
-        if rate > 0.0 && rand::random::<f64>() < rate {
-            self.count();
-            return Some(if rand::random::<bool>() {
-                internal("injected fault")
-            } else {
-                too_many_requests()
-            });
+        self.count();
+        Some(if rand::random::<bool>() {
+            internal("injected fault")
+        } else {
+            too_many_requests()
+        })
+    }
+
+    /// A 409 field-manager conflict for an apply, at the conflict rate; counted.
+    pub(crate) fn injected_conflict(&self) -> Option<ApiError> {
+        if !Self::roll(&self.apply_conflict_rate) {
+            return None;
         }
-        let rate = self.apply_conflict_rate();
-        if apply && rate > 0.0 && rand::random::<f64>() < rate {
-            self.count();
-            return Some(ApiError::status(
-                409,
-                "Conflict",
-                "Apply failed with 1 conflict: conflict with \"fault-injection\": .metadata.labels",
-                Some(json!({"causes": [{"reason": "FieldManagerConflict",
-                    "message": "conflict with \"fault-injection\"", "field": ".metadata.labels"}]})),
-            ));
-        }
-        None
+        self.count();
+        Some(ApiError::status(
+            409,
+            "Conflict",
+            "Apply failed with 1 conflict: conflict with \"fault-injection\": .metadata.labels",
+            Some(json!({"causes": [{"reason": "FieldManagerConflict",
+                "message": "conflict with \"fault-injection\"", "field": ".metadata.labels"}]})),
+        ))
     }
 }
 
@@ -181,7 +178,15 @@ where
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
-        if let Some(e) = self.faults.error_for(watch, apply) {
+        let injected = match (watch, apply) {
+            (true, _) => None,
+            (false, true) => self
+                .faults
+                .injected_error()
+                .or_else(|| self.faults.injected_conflict()),
+            (false, false) => self.faults.injected_error(),
+        };
+        if let Some(e) = injected {
             return Box::pin(std::future::ready(Ok(error_answer(&e))));
         }
         let drop_after = watch.then(|| self.faults.watch_drop_after()).flatten();
@@ -324,21 +329,18 @@ mod tests {
     #[test]
     fn errors_only_where_asked() {
         let f = Faults::default();
-        assert!((0..1000).all(|_| f.error_for(false, true).is_none()));
+        assert!((0..1000).all(|_| f.injected_error().is_none() && f.injected_conflict().is_none()));
         f.set_apply_conflict_rate(1.0);
-        assert_eq!(f.error_for(false, true).map(|e| e.code), Some(409));
-        assert!(f.error_for(false, false).is_none(), "only applies conflict");
+        assert_eq!(f.injected_conflict().map(|e| e.code), Some(409));
+        assert!(f.injected_error().is_none(), "conflicts are not errors");
         f.set_error_rate(1.0);
-        assert!(
-            f.error_for(true, false).is_none(),
-            "watches are dropped, not failed"
-        );
         let codes: std::collections::BTreeSet<u16> = (0..200)
-            .filter_map(|_| f.error_for(false, false).map(|e| e.code))
+            .filter_map(|_| f.injected_error().map(|e| e.code))
             .collect();
         assert_eq!(codes, [429, 500].into_iter().collect());
+        assert_eq!(f.injected(), 201);
         f.clear();
-        assert!(f.error_for(false, true).is_none());
+        assert!(f.injected_error().is_none() && f.injected_conflict().is_none());
     }
 
     #[test]

@@ -5,8 +5,8 @@ use super::engine::{Ctx, DeleteOpts, EventType, ListQuery, State, Write, now, to
 use super::resources::{ResourceDef, View};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{
-    ApiError, Cause, bad_request, internal, invalid_options, method_not_allowed,
-    not_found_resource, too_many_requests, unsupported_media_type,
+    ApiError, Cause, bad_request, invalid_options, method_not_allowed, not_found_resource,
+    unsupported_media_type,
 };
 use super::{Shared, builtin, discovery};
 use axum::body::Body;
@@ -290,19 +290,12 @@ async fn handle(
         record(&shared, verb, Some(&res_key), e.code, false);
         return error_response(&e);
     }
-    if verb != "watch" {
-        let rate = shared.faults.error_rate();
-        if rate > 0.0 && rand::random::<f64>() < rate {
-            let e = if rand::random::<bool>() {
-                internal("injected fault")
-            } else {
-                too_many_requests()
-            };
-            shared.faults.count();
-            shared.stats.lock().expect("stats").faults_injected += 1;
-            record(&shared, verb, Some(&res_key), e.code, false);
-            return error_response(&e);
-        }
+    if verb != "watch"
+        && let Some(e) = shared.faults.injected_error()
+    {
+        shared.stats.lock().expect("stats").faults_injected += 1;
+        record(&shared, verb, Some(&res_key), e.code, false);
+        return error_response(&e);
     }
     let bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
@@ -686,19 +679,9 @@ fn patch(shared: &Shared, req: &Req) -> (Answer, u64) {
                     0,
                 );
             }
-            let rate = shared.faults.apply_conflict_rate();
-            if rate > 0.0 && rand::random::<f64>() < rate {
-                shared.faults.count();
+            if let Some(e) = shared.faults.injected_conflict() {
                 shared.stats.lock().expect("stats").faults_injected += 1;
-                return (
-                    Err(def.res().apply_conflict(
-                        "Apply failed with 1 conflict: conflict with \"fault-injection\": .metadata.labels"
-                            .into(),
-                        vec![json!({"reason": "FieldManagerConflict",
-                            "message": "conflict with \"fault-injection\"", "field": ".metadata.labels"})],
-                    )),
-                    0,
-                );
+                return (Err(e), 0);
             }
             match parse_body(req) {
                 Ok(cfg) => Write::Apply {
