@@ -136,7 +136,15 @@ impl Env {
                     .await?;
             }
         }
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": env.namespace}}))?;
+        // Keelson's workloads must pass the restricted Pod Security Standard: a real cluster
+        // refuses their pods otherwise (the in-process server does not run admission).
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {
+            "name": env.namespace,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        }}))?;
         Api::<Namespace>::all(env.client.clone())
             .create(&PostParams::default(), &ns)
             .await?;

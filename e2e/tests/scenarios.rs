@@ -49,13 +49,32 @@ fn versions(env: &Env, children: &BTreeMap<String, DynamicObject>) -> BTreeMap<S
         .collect()
 }
 
-async fn secret_data(env: &Env, name: &str) -> Value {
-    let o = env
+/// The shop's credentials Secrets: name -> (uid, data).
+async fn credentials(env: &Env) -> anyhow::Result<BTreeMap<String, (String, Value)>> {
+    let list = env
         .dynamic("", "v1", "Secret", "secrets")
-        .get(name)
-        .await
-        .unwrap();
-    o.data["data"].clone()
+        .list(&ListParams::default().labels("keelson.dev/application=shop"))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|o| {
+            (
+                o.name_any(),
+                (o.uid().unwrap_or_default(), o.data["data"].clone()),
+            )
+        })
+        .collect())
+}
+
+/// Waits until both of the shop's credentials Secrets exist; returns them.
+async fn both_credentials(env: &Env, timeout: Duration) -> BTreeMap<String, (String, Value)> {
+    wait_for(timeout, || async {
+        let c = credentials(env).await.ok()?;
+        (c.len() == 2).then_some(c)
+    })
+    .await
+    .expect("both credentials Secrets are created")
 }
 
 /// Start the operator, apply the Application `shop`, and wait until it is Ready.
@@ -496,19 +515,7 @@ async fn a_restart_mid_convergence_ends_the_same_and_keeps_credentials() {
         .await
         .unwrap();
     // Converging: the Secrets exist, workloads are not ready yet.
-    let secrets = env.dynamic("", "v1", "Secret", "secrets");
-    wait_for(converge_timeout(env.real()), || async {
-        let n = secrets
-            .list(&ListParams::default().labels("keelson.dev/application=shop"))
-            .await
-            .ok()?
-            .items
-            .len();
-        (n == 2).then_some(())
-    })
-    .await
-    .unwrap();
-    let creds = secret_data(&env, "shop-orders-db-credentials").await;
+    let creds = both_credentials(&env, converge_timeout(env.real())).await;
     op.kill();
 
     let op = env.start_operator(OperatorOptions::default());
@@ -519,7 +526,7 @@ async fn a_restart_mid_convergence_ends_the_same_and_keeps_credentials() {
         .await
         .unwrap();
     assert_eq!(
-        secret_data(&env, "shop-orders-db-credentials").await,
+        credentials(&env).await.unwrap(),
         creds,
         "credentials were regenerated"
     );
@@ -572,12 +579,18 @@ async fn converges_through_faults(prefix: &str, injection: Injection) {
     } else {
         Duration::from_secs(120)
     };
+    // The credentials as first created, amid the faults.
+    let creds = both_credentials(&env, timeout).await;
     env.wait_condition("shop", READY, "True", timeout)
         .await
         .unwrap();
     assert!(faults.injected() > 0, "no fault was injected");
     faults.clear();
-    let creds = secret_data(&env, "shop-orders-db-credentials").await;
+    assert_eq!(
+        credentials(&env).await.unwrap(),
+        creds,
+        "credentials were regenerated"
+    );
     let children = env.children("shop").await.unwrap();
     assert_eq!(
         children.len(),
@@ -590,20 +603,16 @@ async fn converges_through_faults(prefix: &str, injection: Injection) {
         .list(&ListParams::default())
         .await
         .unwrap();
-    let credentials: Vec<String> = secrets
+    let names: Vec<String> = secrets
         .items
         .iter()
         .map(|s| s.name_any())
         .filter(|n| n.ends_with("-credentials"))
         .collect();
-    assert_eq!(
-        credentials.len(),
-        2,
-        "duplicate credentials Secrets: {credentials:?}"
-    );
+    assert_eq!(names.len(), 2, "duplicate credentials Secrets: {names:?}");
     // Another pass with faults off changes no credential.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(secret_data(&env, "shop-orders-db-credentials").await, creds);
+    assert_eq!(credentials(&env).await.unwrap(), creds);
     op.stop().await.unwrap();
     env.cleanup().await;
 }
