@@ -34,7 +34,27 @@ pub struct Faults {
     apply_conflict_rate: AtomicU64,
     /// 0: off; n + 1: end watch streams after n events.
     watch_drop_after: AtomicU64,
-    injected: AtomicU64,
+    errors: AtomicU64,
+    conflicts: AtomicU64,
+    dropped_watches: AtomicU64,
+}
+
+/// How many faults were injected, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Injected {
+    /// Requests answered 500 or 429.
+    pub errors: u64,
+    /// Applies answered 409 Conflict.
+    pub conflicts: u64,
+    /// Watch streams ended early.
+    pub dropped_watches: u64,
+}
+
+impl Injected {
+    /// Every fault, whatever its kind.
+    pub fn total(&self) -> u64 {
+        self.errors + self.conflicts + self.dropped_watches
+    }
 }
 
 impl Faults {
@@ -63,13 +83,18 @@ impl Faults {
         self.set_watch_drop_after(None);
     }
 
-    /// Requests answered with an injected error, and watches ended early, so far.
-    pub fn injected(&self) -> u64 {
-        self.injected.load(Ordering::Relaxed)
+    /// The faults injected so far.
+    pub fn injected(&self) -> Injected {
+        Injected {
+            errors: self.errors.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+            dropped_watches: self.dropped_watches.load(Ordering::Relaxed),
+        }
     }
 
-    pub(crate) fn count(&self) {
-        self.injected.fetch_add(1, Ordering::Relaxed);
+    /// Count a watch stream ended early.
+    pub(crate) fn count_dropped_watch(&self) {
+        self.dropped_watches.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn watch_drop_after(&self) -> Option<u64> {
@@ -89,7 +114,7 @@ impl Faults {
         if !Self::roll(&self.error_rate) {
             return None;
         }
-        self.count();
+        self.errors.fetch_add(1, Ordering::Relaxed);
         Some(if rand::random::<bool>() {
             internal("injected fault")
         } else {
@@ -102,7 +127,7 @@ impl Faults {
         if !Self::roll(&self.apply_conflict_rate) {
             return None;
         }
-        self.count();
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
         Some(ApiError::status(
             409,
             "Conflict",
@@ -272,7 +297,7 @@ impl HttpBody for Truncated {
         if let Some(end) = end {
             data.truncate(end);
             self.inner = None; // closes the stream
-            self.faults.count();
+            self.faults.count_dropped_watch();
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
@@ -315,7 +340,7 @@ mod tests {
             faults: faults.clone(),
         };
         assert_eq!(read(t).await, "{\"a\":1}\n{\"b\":2}\n");
-        assert_eq!(faults.injected(), 1);
+        assert_eq!(faults.injected().dropped_watches, 1);
 
         let whole = Truncated {
             inner: Some(body(&["{\"a\":1}\n", "{\"b\":2}\n"])),
@@ -323,7 +348,11 @@ mod tests {
             faults: faults.clone(),
         };
         assert_eq!(read(whole).await, "{\"a\":1}\n{\"b\":2}\n");
-        assert_eq!(faults.injected(), 1, "a stream that ended by itself");
+        assert_eq!(
+            faults.injected().dropped_watches,
+            1,
+            "a stream that ended by itself"
+        );
     }
 
     #[test]
@@ -338,7 +367,14 @@ mod tests {
             .filter_map(|_| f.injected_error().map(|e| e.code))
             .collect();
         assert_eq!(codes, [429, 500].into_iter().collect());
-        assert_eq!(f.injected(), 201);
+        assert_eq!(
+            f.injected(),
+            Injected {
+                errors: 200,
+                conflicts: 1,
+                dropped_watches: 0
+            }
+        );
         f.clear();
         assert!(f.injected_error().is_none() && f.injected_conflict().is_none());
     }

@@ -49,11 +49,11 @@ fn versions(env: &Env, children: &BTreeMap<String, DynamicObject>) -> BTreeMap<S
         .collect()
 }
 
-/// The shop's credentials Secrets: name -> (uid, data).
-async fn credentials(env: &Env) -> anyhow::Result<BTreeMap<String, (String, Value)>> {
+/// An Application's credentials Secrets: name -> (uid, data).
+async fn credentials(env: &Env, app: &str) -> anyhow::Result<BTreeMap<String, (String, Value)>> {
     let list = env
         .dynamic("", "v1", "Secret", "secrets")
-        .list(&ListParams::default().labels("keelson.dev/application=shop"))
+        .list(&ListParams::default().labels(&format!("keelson.dev/application={app}")))
         .await?;
     Ok(list
         .items
@@ -67,10 +67,14 @@ async fn credentials(env: &Env) -> anyhow::Result<BTreeMap<String, (String, Valu
         .collect())
 }
 
-/// Waits until both of the shop's credentials Secrets exist; returns them.
-async fn both_credentials(env: &Env, timeout: Duration) -> BTreeMap<String, (String, Value)> {
+/// Waits until both credentials Secrets of a shop exist; returns them.
+async fn both_credentials(
+    env: &Env,
+    app: &str,
+    timeout: Duration,
+) -> BTreeMap<String, (String, Value)> {
     wait_for(timeout, || async {
-        let c = credentials(env).await.ok()?;
+        let c = credentials(env, app).await.ok()?;
         (c.len() == 2).then_some(c)
     })
     .await
@@ -515,7 +519,7 @@ async fn a_restart_mid_convergence_ends_the_same_and_keeps_credentials() {
         .await
         .unwrap();
     // Converging: the Secrets exist, workloads are not ready yet.
-    let creds = both_credentials(&env, converge_timeout(env.real())).await;
+    let creds = both_credentials(&env, "shop", converge_timeout(env.real())).await;
     op.kill();
 
     let op = env.start_operator(OperatorOptions::default());
@@ -526,7 +530,7 @@ async fn a_restart_mid_convergence_ends_the_same_and_keeps_credentials() {
         .await
         .unwrap();
     assert_eq!(
-        credentials(&env).await.unwrap(),
+        credentials(&env, "shop").await.unwrap(),
         creds,
         "credentials were regenerated"
     );
@@ -549,10 +553,11 @@ enum Injection {
     Client,
 }
 
-/// 10 % of requests failing (500 or 429), 10 % of applies conflicting, watches dropped after
-/// 25 events: the stack still converges, with no duplicate children and the credentials it
-/// first generated.
+/// 10 % of requests failing (500 or 429), 20 % of applies conflicting, watches dropped after
+/// 3 events, while three shops converge (enough requests that every kind of fault is met): the
+/// stacks still converge, with no duplicate children and the credentials first generated.
 async fn converges_through_faults(prefix: &str, injection: Injection) {
+    const SHOPS: [&str; 3] = ["shop", "shop-b", "shop-c"];
     let env = Env::start(prefix, EnvOptions::default()).await.unwrap();
     let faults = match (&injection, &env.server) {
         (Injection::Server, Some(server)) => server.faults_handle(),
@@ -563,13 +568,16 @@ async fn converges_through_faults(prefix: &str, injection: Injection) {
         }
         (Injection::Client, _) => Arc::new(Faults::default()),
     };
-    // The user's apply goes through before the faults start; the operator meets them all.
-    env.apply_app(&env.sample("shop.yaml").unwrap())
-        .await
-        .unwrap();
+    // The user's applies go through before the faults start; the operator meets them all.
+    for name in SHOPS {
+        let mut app = env.sample("shop.yaml").unwrap();
+        app["metadata"]["name"] = json!(name);
+        app["spec"]["gateway"]["hosts"] = json!([format!("{name}.example.com")]);
+        env.apply_app(&app).await.unwrap();
+    }
     faults.set_error_rate(0.10);
-    faults.set_apply_conflict_rate(0.10);
-    faults.set_watch_drop_after(Some(25));
+    faults.set_apply_conflict_rate(0.20);
+    faults.set_watch_drop_after(Some(3));
     let op = env.start_operator(OperatorOptions {
         faults: matches!(injection, Injection::Client).then(|| faults.clone()),
         ..OperatorOptions::default()
@@ -580,24 +588,32 @@ async fn converges_through_faults(prefix: &str, injection: Injection) {
         Duration::from_secs(120)
     };
     // The credentials as first created, amid the faults.
-    let creds = both_credentials(&env, timeout).await;
-    env.wait_condition("shop", READY, "True", timeout)
-        .await
-        .unwrap();
-    assert!(faults.injected() > 0, "no fault was injected");
+    let mut first = BTreeMap::new();
+    for name in SHOPS {
+        first.insert(name, both_credentials(&env, name, timeout).await);
+    }
+    for name in SHOPS {
+        env.wait_condition(name, READY, "True", timeout)
+            .await
+            .unwrap();
+    }
+    let injected = faults.injected();
+    eprintln!("faults met: {injected:?}");
+    assert!(
+        injected.errors > 0 && injected.conflicts > 0 && injected.dropped_watches > 0,
+        "every kind of fault was met: {injected:?}"
+    );
     faults.clear();
-    assert_eq!(
-        credentials(&env).await.unwrap(),
-        creds,
-        "credentials were regenerated"
-    );
-    let children = env.children("shop").await.unwrap();
-    assert_eq!(
-        children.len(),
-        env.shop_children().await.unwrap(),
-        "{:?}",
-        children.keys()
-    );
+    let expected = env.shop_children().await.unwrap();
+    for name in SHOPS {
+        let children = env.children(name).await.unwrap();
+        assert_eq!(children.len(), expected, "{name}: {:?}", children.keys());
+        assert_eq!(
+            credentials(&env, name).await.unwrap(),
+            first[name],
+            "{name}: credentials were regenerated"
+        );
+    }
     let secrets = env
         .dynamic("", "v1", "Secret", "secrets")
         .list(&ListParams::default())
@@ -609,10 +625,16 @@ async fn converges_through_faults(prefix: &str, injection: Injection) {
         .map(|s| s.name_any())
         .filter(|n| n.ends_with("-credentials"))
         .collect();
-    assert_eq!(names.len(), 2, "duplicate credentials Secrets: {names:?}");
+    assert_eq!(names.len(), 6, "duplicate credentials Secrets: {names:?}");
     // Another pass with faults off changes no credential.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(credentials(&env).await.unwrap(), creds);
+    for name in SHOPS {
+        assert_eq!(
+            credentials(&env, name).await.unwrap(),
+            first[name],
+            "{name}"
+        );
+    }
     op.stop().await.unwrap();
     env.cleanup().await;
 }

@@ -1034,7 +1034,7 @@ async fn run_watch(
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         if drop_after.is_some_and(|n| sent >= n) {
-            shared.faults.count();
+            shared.faults.count_dropped_watch();
             return;
         }
         tokio::select! {
