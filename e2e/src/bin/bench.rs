@@ -101,7 +101,7 @@ options:
   --rounds K            in-process: measure convergence and the baseline K times each, in
                         turn, each on a fresh API server, and compare their medians; the two
                         share the machine's cores, so single runs vary by 10 % or more
-                        [default: 3]
+                        [default: 5]
   --timeline            in-process: during each convergence, print every second how many
                         Applications have a status for their generation and how many are Ready
   --converge-only       in-process: only the convergence and baseline rounds (no resync, drift
@@ -142,7 +142,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Opts>, String
         resync_seconds: None,
         ready_delay: Duration::from_millis(50),
         operator_env: Vec::new(),
-        rounds: 3,
+        rounds: 5,
         converge_only: false,
         timeline: false,
     };
