@@ -562,7 +562,7 @@ async fn faults_errors_conflicts_and_watch_drops() {
         "discovery is never faulted"
     );
     assert_eq!(api.get("/apis").await.status, 200);
-    assert!(api.server.stats().faults_injected >= 40);
+    assert!(api.server.faults().injected().errors >= 40);
     api.server.faults().clear();
 
     api.server.faults().set_apply_conflict_rate(1.0);

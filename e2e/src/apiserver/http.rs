@@ -293,7 +293,6 @@ async fn handle(
     if verb != "watch"
         && let Some(e) = shared.faults.injected_error()
     {
-        shared.stats.lock().expect("stats").faults_injected += 1;
         record(&shared, verb, Some(&res_key), e.code, false);
         return error_response(&e);
     }
@@ -680,7 +679,6 @@ fn patch(shared: &Shared, req: &Req) -> (Answer, u64) {
                 );
             }
             if let Some(e) = shared.faults.injected_conflict() {
-                shared.stats.lock().expect("stats").faults_injected += 1;
                 return (Err(e), 0);
             }
             match parse_body(req) {

@@ -95,8 +95,6 @@ pub struct Stats {
     pub by_status: BTreeMap<u16, u64>,
     /// Watch events sent (bookmarks included).
     pub watch_events: u64,
-    /// Requests answered with an injected fault.
-    pub faults_injected: u64,
     /// Seconds the state lock was held, per verb and resource (as in `by_verb_resource`) and for
     /// the stand-in controllers: the server does one thing at a time under that lock, so this
     /// is where its capacity goes.

@@ -511,12 +511,12 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     // Events and status are independent writes: send them together.
     let events = async {
         let notes = [
-            ("Created", &report.created, "created ".to_string(), ""),
-            ("Updated", &report.updated, "updated ".to_string(), ""),
+            ("Created", &report.created, "created ", ""),
+            ("Updated", &report.updated, "updated ", ""),
             (
                 "DriftRepaired",
                 &report.repaired,
-                "restored ".to_string(),
+                "restored ",
                 " after it was changed or deleted outside Keelson",
             ),
         ];
