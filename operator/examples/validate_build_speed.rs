@@ -30,7 +30,7 @@ fn main() {
         let _ = keelson::build::build(
             &model,
             &owner,
-            keelson::build::Capabilities::ALL,
+            keelson::build::ApiCapabilities::ALL,
             &Default::default(),
         );
     }

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             no_service_monitors,
             no_http_routes,
         } => {
-            let caps = keelson::build::Capabilities {
+            let caps = keelson::build::ApiCapabilities {
                 service_monitors: !no_service_monitors,
                 http_routes: !no_http_routes,
             };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::{
     api::{Application, InvalidSpec, validate::validate_value},
-    build::{self, Capabilities, Credentials},
+    build::{self, ApiCapabilities, Credentials},
 };
 
 /// The owner uid `render` puts on children when the input has no `metadata.uid`: the real one
@@ -53,7 +53,7 @@ pub enum RenderError {
 }
 
 /// Render every Application in `input` (one or more YAML documents) with fresh credentials.
-pub fn render(input: &str, caps: Capabilities) -> Result<String, RenderError> {
+pub fn render(input: &str, caps: ApiCapabilities) -> Result<String, RenderError> {
     let objects = render_values(input, caps, |_| Credentials::generate())?;
     Ok(to_yaml_stream(&objects))
 }
@@ -62,7 +62,7 @@ pub fn render(input: &str, caps: Capabilities) -> Result<String, RenderError> {
 /// tests.
 pub fn render_values(
     input: &str,
-    caps: Capabilities,
+    caps: ApiCapabilities,
     creds: impl Fn(&str) -> Credentials,
 ) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::new();

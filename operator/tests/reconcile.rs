@@ -13,7 +13,7 @@ use k8s_openapi::api::{
 };
 use keelson::{
     api::Application,
-    build::{Capabilities, Credentials},
+    build::{ApiCapabilities, Credentials},
     controller::{
         self, Context, ControllerConfig,
         watch::{Child, KindStores},
@@ -122,7 +122,7 @@ impl Harness {
             client,
             ControllerConfig::default(),
             Arc::new(Metrics::new()),
-            Capabilities::ALL,
+            ApiCapabilities::ALL,
         );
         Harness {
             ctx: Arc::new(ctx),
@@ -166,7 +166,7 @@ fn preload<K: Child>(stores: &KindStores<K>, objects: &[Value]) {
 /// The children of `app` as the API server stores them after the first apply.
 fn stored_children(app: &Value) -> Vec<Value> {
     let yaml = serde_norway::to_string(app).unwrap();
-    keelson::render::render_values(&yaml, Capabilities::ALL, |db| Credentials {
+    keelson::render::render_values(&yaml, ApiCapabilities::ALL, |db| Credentials {
         password: format!("pw-{db}"),
         admin_password: format!("admin-{db}"),
     })

@@ -6,7 +6,7 @@
 use std::{collections::BTreeSet, path::PathBuf};
 
 use keelson::{
-    build::{Capabilities, Credentials, build},
+    build::{ApiCapabilities, Credentials, build},
     render::{self, PLACEHOLDER_UID, RenderError, render_values, to_yaml_stream},
 };
 use serde_json::Value;
@@ -18,12 +18,12 @@ fn creds(db: &str) -> Credentials {
     }
 }
 
-fn render_with(input: &str, caps: Capabilities) -> Vec<Value> {
+fn render_with(input: &str, caps: ApiCapabilities) -> Vec<Value> {
     render_values(input, caps, creds).unwrap_or_else(|e| panic!("render failed: {e}"))
 }
 
 fn render_all(input: &str) -> Vec<Value> {
-    render_with(input, Capabilities::ALL)
+    render_with(input, ApiCapabilities::ALL)
 }
 
 fn repo_root() -> PathBuf {
@@ -113,7 +113,7 @@ fn samples_render_as_snapshotted() {
 fn shop_without_optional_apis_renders_as_snapshotted() {
     let objects = render_with(
         &sample("shop"),
-        Capabilities {
+        ApiCapabilities {
             service_monitors: false,
             http_routes: false,
         },
@@ -664,8 +664,8 @@ fn generated_credentials_are_32_alphanumerics_and_differ() {
     assert_ne!(a.admin_password, b.admin_password);
 
     // `render` uses them: two renders of a database differ only in its credentials.
-    let first = render::render(&sample("mysql"), Capabilities::ALL).unwrap();
-    let second = render::render(&sample("mysql"), Capabilities::ALL).unwrap();
+    let first = render::render(&sample("mysql"), ApiCapabilities::ALL).unwrap();
+    let second = render::render(&sample("mysql"), ApiCapabilities::ALL).unwrap();
     assert_ne!(first, second);
     let without_secrets = |s: &str| {
         s.split("---\n")
@@ -793,7 +793,7 @@ fn service_monitors_need_metrics_and_the_api() {
     assert!(of_kind(&render_all(&sample("minimal")), "ServiceMonitor").is_empty());
 
     // Without the API: none built, and the skip is recorded.
-    let caps = Capabilities {
+    let caps = ApiCapabilities {
         service_monitors: false,
         http_routes: true,
     };
@@ -817,7 +817,7 @@ fn service_monitors_need_metrics_and_the_api() {
         ["shop-storefront", "shop-orders", "shop-inventory"]
     );
     // With the API, nothing is skipped.
-    let children = build(&model, &owner, Capabilities::ALL, &Default::default());
+    let children = build(&model, &owner, ApiCapabilities::ALL, &Default::default());
     assert_eq!(children.service_monitors.len(), 3);
     assert!(children.skipped.is_empty());
 }
@@ -902,7 +902,7 @@ fn http_route_with_parent_refs() {
     );
 
     // Without the Gateway API: no route, no Ingress in its place, and the skip is recorded.
-    let caps = Capabilities {
+    let caps = ApiCapabilities {
         service_monitors: true,
         http_routes: false,
     };
@@ -1005,7 +1005,7 @@ fn several_documents_render_in_order() {
 #[test]
 fn a_non_application_is_an_error() {
     let input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
-    let err = render_values(input, Capabilities::ALL, creds).unwrap_err();
+    let err = render_values(input, ApiCapabilities::ALL, creds).unwrap_err();
     assert!(
         matches!(err, RenderError::NotAnApplication { doc: 1, .. }),
         "{err:?}"
@@ -1016,7 +1016,7 @@ fn a_non_application_is_an_error() {
     );
     // The second document is the culprit.
     let input = format!("{}---\nkind: Application\n", sample("minimal"));
-    let err = render_values(&input, Capabilities::ALL, creds).unwrap_err();
+    let err = render_values(&input, ApiCapabilities::ALL, creds).unwrap_err();
     assert!(
         err.to_string().starts_with("document 2:") && err.to_string().contains("apiVersion (none)"),
         "{err}"
@@ -1026,20 +1026,20 @@ fn a_non_application_is_an_error() {
 #[test]
 fn an_application_without_a_name_is_an_error() {
     let input = "apiVersion: keelson.dev/v1alpha1\nkind: Application\nmetadata: {namespace: x}\nspec: {services: [{name: web, image: web:1}]}\n";
-    let err = render_values(input, Capabilities::ALL, creds).unwrap_err();
+    let err = render_values(input, ApiCapabilities::ALL, creds).unwrap_err();
     assert_eq!(err.to_string(), "document 1: metadata.name is required");
 }
 
 #[test]
 fn invalid_yaml_is_an_error() {
-    let err = render_values("apiVersion: [unclosed\n", Capabilities::ALL, creds).unwrap_err();
+    let err = render_values("apiVersion: [unclosed\n", ApiCapabilities::ALL, creds).unwrap_err();
     assert!(matches!(err, RenderError::Yaml { doc: 1, .. }), "{err:?}");
 }
 
 #[test]
 fn an_invalid_spec_is_an_error_naming_the_field() {
     let input = sample("shop").replace("      image: ghcr.io/acme/orders:1.4.2\n", "");
-    let err = render::render(&input, Capabilities::ALL).unwrap_err();
+    let err = render::render(&input, ApiCapabilities::ALL).unwrap_err();
     let RenderError::Invalid { name, source } = &err else {
         panic!("expected an invalid spec, got {err:?}")
     };
@@ -1057,7 +1057,7 @@ fn an_invalid_spec_is_an_error_naming_the_field() {
         "{path: /api/orders, service: orders}",
         "{path: /api/orders, service: order}",
     );
-    let err = render::render(&input, Capabilities::ALL).unwrap_err();
+    let err = render::render(&input, ApiCapabilities::ALL).unwrap_err();
     assert!(
         err.to_string().contains(
             "spec.gateway.routes: every spec.gateway.routes[].service must name a service"
@@ -1068,7 +1068,7 @@ fn an_invalid_spec_is_an_error_naming_the_field() {
     // No spec at all.
     let err = render::render(
         "apiVersion: keelson.dev/v1alpha1\nkind: Application\nmetadata: {name: x}\n",
-        Capabilities::ALL,
+        ApiCapabilities::ALL,
     )
     .unwrap_err();
     assert!(err.to_string().contains("invalid spec: spec:"), "{err}");

@@ -42,7 +42,7 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use keelson::{
-    build::{Capabilities, Credentials},
+    build::{ApiCapabilities, Credentials},
     render::render_values,
 };
 use kube::{
@@ -1805,8 +1805,8 @@ fn bench_credentials(db: &str) -> Credentials {
     }
 }
 
-fn bench_capabilities() -> Capabilities {
-    Capabilities {
+fn bench_capabilities() -> ApiCapabilities {
+    ApiCapabilities {
         service_monitors: true,
         http_routes: false,
     }

@@ -84,14 +84,14 @@ pub struct ApplicationSpec {
     /// How traffic reaches the services from outside the cluster. Without it, the services are
     /// reachable only inside the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<Gateway>,
+    pub gateway: Option<GatewaySpec>,
 
     /// The stateless services of the application. Each becomes a Deployment, plus a Service when
     /// it has ports, an autoscaler when it scales, a PodDisruptionBudget when it runs two or more
     /// replicas, and a ServiceMonitor when it exposes metrics.
     #[schemars(length(min = 1, max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    pub services: Vec<Service>,
+    pub services: Vec<ServiceSpec>,
 
     /// The databases of the application. Each becomes a StatefulSet with a volume, a Service and
     /// a Secret with generated credentials. Default: none.
@@ -115,7 +115,7 @@ pub struct ApplicationSpec {
     validation = Rule::new(rules::GATEWAY_ONE_KIND.0).message(rules::GATEWAY_ONE_KIND.1),
     validation = Rule::new(rules::GATEWAY_TLS_INGRESS_ONLY.0).message(rules::GATEWAY_TLS_INGRESS_ONLY.1).field_path(".tls"),
 )]
-pub struct Gateway {
+pub struct GatewaySpec {
     /// The host names the application answers on, e.g. `shop.example.com`. Default: none, which
     /// matches every host. The first one makes the application's URL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -200,7 +200,7 @@ pub struct Route {
     validation = Rule::new(rules::METRICS_PORT_DECLARED.0).message(rules::METRICS_PORT_DECLARED.1).field_path(".metrics.port"),
     validation = Rule::new(rules::REPLICAS_OR_SCALING.0).message(rules::REPLICAS_OR_SCALING.1),
 )]
-pub struct Service {
+pub struct ServiceSpec {
     /// The service's name, unique in the Application. Its objects are named
     /// `<application>-<name>`.
     #[schemars(length(min = 1, max = 40), regex(pattern = NAME_PATTERN))]
@@ -236,7 +236,7 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    pub env: Vec<EnvVar>,
+    pub env: Vec<EnvVarSpec>,
 
     /// Databases in `databases` this service connects to. For each, the container gets
     /// `<DB>_HOST`, `<DB>_PORT`, `<DB>_USERNAME`, `<DB>_PASSWORD`, `<DB>_DATABASE` and `<DB>_URL`
@@ -259,7 +259,7 @@ pub struct Service {
 
     /// CPU and memory the container requests and may use at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
+    pub resources: Option<ResourcesSpec>,
 
     /// Health checks of the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,7 +268,7 @@ pub struct Service {
     /// Prometheus metrics of the service. When set and the cluster serves
     /// monitoring.coreos.com/v1, Keelson creates a ServiceMonitor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<Metrics>,
+    pub metrics: Option<MetricsSpec>,
 
     /// The user ID the container runs as. Default: the image's user, which must not be root
     /// (the pod runs with `runAsNonRoot: true`).
@@ -329,7 +329,7 @@ pub enum Protocol {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(rules::ENV_ONE_SOURCE.0).message(rules::ENV_ONE_SOURCE.1))]
-pub struct EnvVar {
+pub struct EnvVarSpec {
     /// The variable's name.
     #[schemars(length(min = 1, max = 128), regex(pattern = ENV_NAME_PATTERN))]
     pub name: String,
@@ -398,7 +398,7 @@ pub struct Scaling {
 /// CPU and memory of a container.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct Resources {
+pub struct ResourcesSpec {
     /// What the container is guaranteed; the scheduler places it by this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<ResourceAmounts>,
@@ -427,20 +427,20 @@ pub struct ResourceAmounts {
 pub struct Probes {
     /// Restart the container when this fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness: Option<Probe>,
+    pub liveness: Option<ProbeSpec>,
     /// Send traffic to the pod only while this succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness: Option<Probe>,
+    pub readiness: Option<ProbeSpec>,
     /// Hold the other probes until this succeeds once (for slow starters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup: Option<Probe>,
+    pub startup: Option<ProbeSpec>,
 }
 
 /// One health check: exactly one of `httpGet`, `tcpSocket` or `exec`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(rules::PROBE_ONE_HANDLER.0).message(rules::PROBE_ONE_HANDLER.1))]
-pub struct Probe {
+pub struct ProbeSpec {
     /// An HTTP GET that must answer 2xx or 3xx.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_get: Option<HttpGetProbe>,
@@ -501,7 +501,7 @@ pub struct ExecProbe {
 /// Where Prometheus scrapes the service's metrics.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct Metrics {
+pub struct MetricsSpec {
     /// The name of the port that serves metrics.
     #[schemars(length(min = 1, max = 15))]
     pub port: String,
@@ -551,7 +551,7 @@ pub struct Database {
 
     /// CPU and memory of the database container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
+    pub resources: Option<ResourcesSpec>,
 }
 
 /// A database engine.

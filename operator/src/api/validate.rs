@@ -115,7 +115,7 @@ impl Replicas {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceModel {
     /// The spec as written.
-    pub spec: Service,
+    pub spec: ServiceSpec,
     /// `<application>-<service>`: the name of its Deployment, Service, HPA, PDB, ServiceMonitor.
     pub object_name: String,
     /// Its replicas.
@@ -508,7 +508,7 @@ impl Checker {
         &mut self,
         app: &str,
         i: usize,
-        s: &Service,
+        s: &ServiceSpec,
         defaults: Option<&Scaling>,
         databases: &[DatabaseModel],
     ) -> ServiceModel {
@@ -658,7 +658,7 @@ impl Checker {
         }
     }
 
-    fn replicas(&mut self, field: &str, s: &Service, defaults: Option<&Scaling>) -> Replicas {
+    fn replicas(&mut self, field: &str, s: &ServiceSpec, defaults: Option<&Scaling>) -> Replicas {
         if let Some(n) = s.replicas {
             return Replicas::Fixed(n);
         }
@@ -687,7 +687,7 @@ impl Checker {
         }
     }
 
-    fn requests_within_limits(&mut self, field: &str, r: &Resources) {
+    fn requests_within_limits(&mut self, field: &str, r: &ResourcesSpec) {
         let (Some(req), Some(lim)) = (&r.requests, &r.limits) else {
             return;
         };
@@ -709,7 +709,7 @@ impl Checker {
         }
     }
 
-    fn gateway(&mut self, g: &Gateway, services: &[ServiceModel]) -> GatewayModel {
+    fn gateway(&mut self, g: &GatewaySpec, services: &[ServiceModel]) -> GatewayModel {
         let mut hosts = BTreeSet::new();
         for (i, h) in g.hosts.iter().enumerate() {
             if !hosts.insert(h.as_str()) {

@@ -110,7 +110,7 @@ pub fn protocol(p: Option<Protocol>) -> &'static str {
     }
 }
 
-fn env_var(e: &api::EnvVar) -> EnvVar {
+fn env_var(e: &api::EnvVarSpec) -> EnvVar {
     EnvVar {
         name: e.name.clone(),
         value: e.value.clone(),
@@ -133,7 +133,7 @@ fn env_var(e: &api::EnvVar) -> EnvVar {
     }
 }
 
-fn probe(p: &api::Probe) -> Probe {
+fn probe(p: &api::ProbeSpec) -> Probe {
     Probe {
         http_get: p.http_get.as_ref().map(|h| HTTPGetAction {
             path: Some(h.path.clone()),

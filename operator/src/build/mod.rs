@@ -35,16 +35,16 @@ pub use database::Credentials;
 
 /// Which optional APIs the cluster serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capabilities {
+pub struct ApiCapabilities {
     /// monitoring.coreos.com/v1 ServiceMonitor.
     pub service_monitors: bool,
     /// gateway.networking.k8s.io/v1 HTTPRoute.
     pub http_routes: bool,
 }
 
-impl Capabilities {
+impl ApiCapabilities {
     /// Every optional API served (what `keelson render` assumes by default).
-    pub const ALL: Capabilities = Capabilities {
+    pub const ALL: ApiCapabilities = ApiCapabilities {
         service_monitors: true,
         http_routes: true,
     };
@@ -120,7 +120,7 @@ pub struct Children {
 pub fn build(
     model: &Model,
     owner: &OwnerReference,
-    caps: Capabilities,
+    caps: ApiCapabilities,
     new_credentials: &BTreeMap<String, Credentials>,
 ) -> Children {
     let ctx = Ctx { model, owner };

@@ -70,7 +70,7 @@ pub fn database_env(uses: &[DatabaseRef]) -> Vec<EnvVar> {
 }
 
 /// Container resources from the spec's amounts.
-pub fn resources(r: Option<&api::Resources>) -> Option<ResourceRequirements> {
+pub fn resources(r: Option<&api::ResourcesSpec>) -> Option<ResourceRequirements> {
     let r = r?;
     let list = |a: &Option<api::ResourceAmounts>| {
         let a = a.as_ref()?;

@@ -11,13 +11,13 @@ use super::{
 };
 use crate::{
     api::Model,
-    build::{Capabilities, Credentials},
+    build::{ApiCapabilities, Credentials},
     external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
 };
 
 /// Ask the API server which optional APIs it serves.
-pub async fn capabilities(client: &Client) -> Result<Capabilities> {
-    Ok(Capabilities {
+pub async fn capabilities(client: &Client) -> Result<ApiCapabilities> {
+    Ok(ApiCapabilities {
         service_monitors: serves::<ServiceMonitor>(client).await?,
         http_routes: serves::<HttpRoute>(client).await?,
     })

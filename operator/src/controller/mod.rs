@@ -39,7 +39,7 @@ use kube::{
 
 use crate::{
     api::{Application, validate},
-    build::{self, Capabilities, Children},
+    build::{self, ApiCapabilities, Children},
     external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
     runtime::metrics::{CategoryLabel, Metrics, ResultLabel},
 };
@@ -116,7 +116,7 @@ pub struct Context {
     /// What was last applied to each child.
     pub applied: apply::ApplyCache,
     /// The optional APIs the cluster serves, as last discovered.
-    pub capabilities: RwLock<Capabilities>,
+    pub capabilities: RwLock<ApiCapabilities>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Event recorder.
@@ -135,7 +135,7 @@ impl Context {
         client: Client,
         config: ControllerConfig,
         metrics: Arc<Metrics>,
-        caps: Capabilities,
+        caps: ApiCapabilities,
     ) -> (
         Self,
         mpsc::UnboundedReceiver<reflector::ObjectRef<Application>>,
@@ -160,14 +160,14 @@ impl Context {
         (ctx, owners_rx)
     }
 
-    fn caps(&self) -> Capabilities {
+    fn caps(&self) -> ApiCapabilities {
         *self.capabilities.read().expect("lock")
     }
 }
 
 impl Context {
     /// Start the watches the capabilities allow and that have not started yet.
-    fn start_watches(&self, caps: Capabilities) {
+    fn start_watches(&self, caps: ApiCapabilities) {
         let (c, s, st, tx) = (
             &self.client,
             &self.config.scope,
