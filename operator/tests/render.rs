@@ -422,6 +422,8 @@ fn disruption_budgets_only_from_two_replicas() {
     );
     let pdb = named(&objects, "PodDisruptionBudget", "shop-payment");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    // Pods that are not ready never hold up a node drain.
+    assert_eq!(pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow");
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"],
         named(&objects, "Deployment", "shop-payment")["spec"]["selector"]["matchLabels"]
@@ -1080,4 +1082,40 @@ fn default_namespace_when_the_input_has_none() {
     for o in render_all(&input) {
         assert_eq!(o["metadata"]["namespace"], "default", "{}", kind_name(&o));
     }
+}
+
+/// The kubelet expands `$(VAR)` only for variables defined earlier in the container's list, so
+/// the injected database variables come before the service's own `env`, which can use them.
+#[test]
+fn the_services_env_can_use_the_database_variables() {
+    let input = r#"
+apiVersion: keelson.dev/v1alpha1
+kind: Application
+metadata: {name: shop}
+spec:
+  services:
+    - name: orders
+      image: ghcr.io/acme/orders:1.4.2
+      uses: [orders-db]
+      env:
+        - {name: JDBC_URL, value: "jdbc:postgresql://$(ORDERS_DB_HOST):$(ORDERS_DB_PORT)/orders"}
+  databases:
+    - {name: orders-db, engine: postgres}
+"#;
+    let objects = render_all(input);
+    let env = named(&objects, "Deployment", "shop-orders")["spec"]["template"]["spec"]
+        ["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    let position = |n: &str| {
+        env.iter()
+            .position(|e| e == n)
+            .unwrap_or_else(|| panic!("{n} in {env:?}"))
+    };
+    assert!(position("ORDERS_DB_HOST") < position("JDBC_URL"), "{env:?}");
+    assert!(position("ORDERS_DB_PORT") < position("JDBC_URL"), "{env:?}");
+    assert_eq!(env.last().map(String::as_str), Some("JDBC_URL"));
 }

@@ -19,8 +19,11 @@ use crate::api::{self, Protocol, validate::Replicas, validate::ServiceModel};
 pub fn build(ctx: &Ctx, svc: &ServiceModel) -> Deployment {
     let s = &svc.spec;
     let app = &ctx.model.name;
-    let mut env: Vec<EnvVar> = s.env.iter().map(env_var).collect();
-    env.extend(pod::database_env(&svc.uses));
+    // The databases' variables come first: the kubelet expands `$(VAR)` only for variables
+    // defined earlier in the list, so the service's own `env` can build on them
+    // (`jdbc:postgresql://$(ORDERS_DB_HOST):$(ORDERS_DB_PORT)/orders`).
+    let mut env = pod::database_env(&svc.uses);
+    env.extend(s.env.iter().map(env_var));
 
     let container = Container {
         name: s.name.clone(),

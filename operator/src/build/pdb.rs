@@ -9,6 +9,9 @@ use super::{Ctx, labels};
 use crate::api::validate::ServiceModel;
 
 /// A budget that lets one pod at a time be evicted, when the service always runs two or more.
+///
+/// Pods that are not ready may always be evicted (`unhealthyPodEvictionPolicy: AlwaysAllow`,
+/// GA since Kubernetes 1.31): a service whose pods crash-loop must never block a node drain.
 pub fn build(ctx: &Ctx, svc: &ServiceModel) -> Option<PodDisruptionBudget> {
     if svc.replicas.min() < 2 {
         return None;
@@ -18,6 +21,7 @@ pub fn build(ctx: &Ctx, svc: &ServiceModel) -> Option<PodDisruptionBudget> {
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(labels::selector(&ctx.model.name, &svc.spec.name)),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,
