@@ -101,6 +101,8 @@ fn application(sample: &str) -> Value {
     ))
     .unwrap();
     let mut v: Value = serde_norway::from_str(&text).unwrap();
+    // What the API server returns: the object in the namespace it was applied to.
+    v["metadata"]["namespace"] = json!("shop");
     v["metadata"]["uid"] = json!(UID);
     v["metadata"]["generation"] = json!(1);
     v["metadata"]["resourceVersion"] = json!("100");

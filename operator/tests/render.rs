@@ -145,9 +145,10 @@ fn every_child_has_the_controller_owner_reference() {
                 "{stem}: {}",
                 kind_name(o)
             );
+            // The samples name no namespace (`kubectl apply -n` chooses it): render's default.
             assert_eq!(
                 o["metadata"]["namespace"],
-                app["metadata"]["namespace"],
+                app["metadata"]["namespace"].as_str().unwrap_or("default"),
                 "{stem}: {}",
                 kind_name(o)
             );
@@ -158,8 +159,8 @@ fn every_child_has_the_controller_owner_reference() {
 #[test]
 fn the_owner_reference_carries_the_applications_uid() {
     let input = sample("minimal").replace(
-        "  namespace: default\n",
-        "  namespace: default\n  uid: 1b4e28ba-2fa1-11d2-883f-0016d3cca427\n",
+        "  name: hello\n",
+        "  name: hello\n  uid: 1b4e28ba-2fa1-11d2-883f-0016d3cca427\n",
     );
     for o in render_all(&input) {
         assert_eq!(
@@ -621,7 +622,8 @@ fn database_env_vars_come_from_the_secret() {
 
 #[test]
 fn database_secrets_hold_the_given_credentials() {
-    let objects = render_all(&sample("shop"));
+    let objects =
+        render_all(&sample("shop").replace("  name: shop\n", "  name: shop\n  namespace: shop\n"));
     let pg = &named(&objects, "Secret", "shop-orders-db-credentials")["stringData"];
     assert_eq!(pg["password"], "pw-orders-db");
     assert_eq!(pg["username"], "app");
@@ -644,7 +646,7 @@ fn database_secrets_hold_the_given_credentials() {
     assert_eq!(my["root-password"], "admin-content");
     assert_eq!(
         my["url"],
-        "mysql://app:pw-content@wiki-content.wiki.svc:3306/content"
+        "mysql://app:pw-content@wiki-content.default.svc:3306/content"
     );
 }
 
