@@ -8,5 +8,6 @@ pub mod api;
 pub mod build;
 pub mod controller;
 pub mod external;
+pub mod kinds;
 pub mod render;
 pub mod runtime;

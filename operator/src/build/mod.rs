@@ -16,21 +16,12 @@ pub mod servicemonitor;
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::{
-        apps::v1::{Deployment, StatefulSet},
-        autoscaling::v2::HorizontalPodAutoscaler,
-        core::v1::{Secret, Service},
-        networking::v1::Ingress,
-        policy::v1::PodDisruptionBudget,
-    },
+    api::core::v1::Secret,
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
-use serde::Serialize;
 
-use crate::{
-    api::Model,
-    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
-};
+use crate::api::Model;
+pub use crate::kinds::{Children, CreateOnly, OptionalApi, typed_value};
 pub use database::Credentials;
 
 /// Which optional APIs the cluster serves.
@@ -48,6 +39,23 @@ impl ApiCapabilities {
         service_monitors: true,
         http_routes: true,
     };
+
+    /// Whether the cluster serves `api`.
+    pub fn serves(&self, api: OptionalApi) -> bool {
+        *{ *self }.flag_mut(api)
+    }
+
+    /// Record whether the cluster serves `api`.
+    pub fn set(&mut self, api: OptionalApi, served: bool) {
+        *self.flag_mut(api) = served;
+    }
+
+    fn flag_mut(&mut self, api: OptionalApi) -> &mut bool {
+        match api {
+            OptionalApi::ServiceMonitors => &mut self.service_monitors,
+            OptionalApi::HttpRoutes => &mut self.http_routes,
+        }
+    }
 }
 
 /// A child that was not built because the cluster lacks its API.
@@ -77,41 +85,7 @@ impl Ctx<'_> {
 }
 
 /// A database's credentials Secret: created once, then never written again.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CredentialSecret {
-    /// The Secret's name.
-    pub name: String,
-    /// The Secret to create when it does not exist yet; `None` when it already exists.
-    pub create: Option<Secret>,
-}
-
-/// Every desired child of one Application.
-///
-/// `apply` destructures this without `..`, so a kind that is built but never applied does not
-/// compile.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Children {
-    /// Credentials Secrets of the databases.
-    pub secrets: Vec<CredentialSecret>,
-    /// Services of the databases and of the services with ports.
-    pub services: Vec<Service>,
-    /// Database StatefulSets.
-    pub stateful_sets: Vec<StatefulSet>,
-    /// Service Deployments.
-    pub deployments: Vec<Deployment>,
-    /// Autoscalers.
-    pub hpas: Vec<HorizontalPodAutoscaler>,
-    /// Disruption budgets.
-    pub pdbs: Vec<PodDisruptionBudget>,
-    /// ServiceMonitors.
-    pub service_monitors: Vec<ServiceMonitor>,
-    /// The Ingress.
-    pub ingresses: Vec<Ingress>,
-    /// The HTTPRoute.
-    pub http_routes: Vec<HttpRoute>,
-    /// What the cluster's missing APIs kept out.
-    pub skipped: Vec<Skipped>,
-}
+pub type CredentialSecret = CreateOnly<Secret>;
 
 /// Build every child of `model`.
 ///
@@ -137,89 +111,18 @@ pub fn build(
         c.stateful_sets.push(database::stateful_set(&ctx, db));
     }
 
-    let mut skipped_monitors = Vec::new();
     for svc in &model.services {
         c.deployments.push(deployment::build(&ctx, svc));
         c.services.extend(service::build(&ctx, svc));
         c.hpas.extend(hpa::build(&ctx, svc));
         c.pdbs.extend(pdb::build(&ctx, svc));
-        if let Some(sm) = servicemonitor::build(&ctx, svc) {
-            if caps.service_monitors {
-                c.service_monitors.push(sm);
-            } else {
-                skipped_monitors.push(svc.object_name.clone());
-            }
-        }
-    }
-    if !skipped_monitors.is_empty() {
-        c.skipped.push(Skipped {
-            kind: "ServiceMonitor",
-            api: "monitoring.coreos.com/v1",
-            names: skipped_monitors,
-        });
+        c.service_monitors.extend(servicemonitor::build(&ctx, svc));
     }
 
     if let Some(gw) = &model.gateway {
         c.ingresses.extend(ingress::build(&ctx, gw));
-        if let Some(route) = httproute::build(&ctx, gw) {
-            if caps.http_routes {
-                c.http_routes.push(route);
-            } else {
-                c.skipped.push(Skipped {
-                    kind: "HTTPRoute",
-                    api: "gateway.networking.k8s.io/v1",
-                    names: vec![model.name.clone()],
-                });
-            }
-        }
+        c.http_routes.extend(httproute::build(&ctx, gw));
     }
+    c.set_aside_unserved(|api| caps.serves(api));
     c
-}
-
-impl Children {
-    /// Every object to write, as JSON, in apply order: Secrets to create first, then Services,
-    /// StatefulSets, Deployments, autoscalers, budgets, monitors and the gateway.
-    pub fn to_values(&self) -> Vec<serde_json::Value> {
-        let Children {
-            secrets,
-            services,
-            stateful_sets,
-            deployments,
-            hpas,
-            pdbs,
-            service_monitors,
-            ingresses,
-            http_routes,
-            skipped: _,
-        } = self;
-        let mut out = Vec::new();
-        out.extend(
-            secrets
-                .iter()
-                .filter_map(|s| s.create.as_ref())
-                .map(typed_value),
-        );
-        out.extend(services.iter().map(typed_value));
-        out.extend(stateful_sets.iter().map(typed_value));
-        out.extend(deployments.iter().map(typed_value));
-        out.extend(hpas.iter().map(typed_value));
-        out.extend(pdbs.iter().map(typed_value));
-        out.extend(service_monitors.iter().map(typed_value));
-        out.extend(ingresses.iter().map(typed_value));
-        out.extend(http_routes.iter().map(typed_value));
-        out
-    }
-}
-
-/// An object as JSON with its `apiVersion` and `kind`.
-pub fn typed_value<K>(obj: &K) -> serde_json::Value
-where
-    K: kube::Resource<DynamicType = ()> + Serialize,
-{
-    let mut v = serde_json::to_value(obj).expect("objects serialize");
-    if let Some(m) = v.as_object_mut() {
-        m.insert("apiVersion".into(), K::api_version(&()).into());
-        m.insert("kind".into(), K::kind(&()).into());
-    }
-    v
 }

@@ -15,9 +15,8 @@ use std::{
     sync::Mutex,
 };
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, ResourceExt,
     api::{Patch, PatchParams, PostParams},
 };
 
@@ -26,6 +25,7 @@ use super::{
     error::{Error, Result, is_already_exists},
     watch::{Child, KindStores, Observed, hash_value, metadata_hashes},
 };
+use crate::kinds::kind_name;
 
 /// What Keelson last applied to one child.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,41 +236,26 @@ impl<'a> Applier<'a> {
         Ok(change)
     }
 
-    /// Create a database's credentials Secret if it does not exist; never update it.
-    pub async fn create_secret(&self, name: &str, secret: Option<&Secret>) -> Result<Change> {
-        let Some(secret) = secret else {
-            return Ok(Change::None);
-        };
-        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        match api.create(&PostParams::default(), secret).await {
+    /// Create a child of a create-only kind; when it exists already, leave it as it is.
+    pub async fn create<K: Child>(&self, obj: &K) -> Result<Change> {
+        let kind = kind_name::<K>();
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        match api.create(&PostParams::default(), obj).await {
             Ok(_) => {
                 self.ctx
                     .metrics
                     .applied
-                    .get_or_create(&kind_label("Secret"))
+                    .get_or_create(&kind_label(kind))
                     .inc();
                 Ok(Change::Created)
             }
             // Created by an earlier reconcile that this one did not see yet: keep it as it is.
             Err(e) if is_already_exists(&e) => Ok(Change::None),
-            Err(e) => Err(Error::kube(format!("create Secret {name}"), e)),
+            Err(e) => Err(Error::kube(format!("create {kind} {}", obj.name_any()), e)),
         }
     }
 }
 
 fn kind_label(kind: &'static str) -> crate::runtime::metrics::KindLabel {
     crate::runtime::metrics::KindLabel { kind }
-}
-
-/// The kind's name as a `'static` string (interned once per kind).
-pub fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let kind = K::kind(&());
-    let mut names = NAMES.lock().expect("lock");
-    if let Some(k) = names.get(kind.as_ref()) {
-        return k;
-    }
-    let leaked: &'static str = Box::leak(kind.into_owned().into_boxed_str());
-    names.insert(leaked);
-    leaked
 }

@@ -11,16 +11,28 @@ use super::{
 };
 use crate::{
     api::Model,
-    build::{ApiCapabilities, Credentials},
-    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
+    build::{ApiCapabilities, Credentials, OptionalApi},
+    kinds::{self, KindVisitor, Registered},
 };
 
-/// Ask the API server which optional APIs it serves.
+/// Ask the API server which optional APIs it serves: whether it serves the kinds that need them.
 pub async fn capabilities(client: &Client) -> Result<ApiCapabilities> {
-    Ok(ApiCapabilities {
-        service_monitors: serves::<ServiceMonitor>(client).await?,
-        http_routes: serves::<HttpRoute>(client).await?,
-    })
+    type Check<'a> = (OptionalApi, futures::future::BoxFuture<'a, Result<bool>>);
+    struct Checks<'a>(&'a Client, Vec<Check<'a>>);
+    impl KindVisitor for Checks<'_> {
+        fn visit<K: Registered>(&mut self) {
+            if let Some(api) = K::API {
+                self.1.push((api, Box::pin(serves::<K>(self.0))));
+            }
+        }
+    }
+    let mut checks = Checks(client, Vec::new());
+    kinds::for_each_kind(&mut checks);
+    let mut caps = ApiCapabilities::ALL;
+    for (api, served) in checks.1 {
+        caps.set(api, served.await?);
+    }
+    Ok(caps)
 }
 
 async fn serves<K: kube::Resource<DynamicType = ()>>(client: &Client) -> Result<bool> {

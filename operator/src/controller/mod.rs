@@ -20,13 +20,6 @@ use std::{
 };
 
 use futures::{StreamExt, channel::mpsc};
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{Secret, Service},
-    networking::v1::Ingress,
-    policy::v1::PodDisruptionBudget,
-};
 use kube::{
     Client, Resource, ResourceExt,
     runtime::{
@@ -37,13 +30,16 @@ use kube::{
     },
 };
 
+pub use crate::kinds::Stores;
 use crate::{
     api::{Application, validate},
     build::{self, ApiCapabilities, Children},
-    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
+    kinds,
+    kinds::{DesiredChild, KindVisitor, Registered, Write, kind_name},
     runtime::metrics::{CategoryLabel, Metrics, ResultLabel},
 };
 pub use error::{Error, Result};
+use futures::future::BoxFuture;
 use watch::{KindStores, Scope};
 
 /// The one field manager of every write Keelson makes.
@@ -80,29 +76,6 @@ impl Default for ControllerConfig {
             debounce: Duration::from_millis(30),
         }
     }
-}
-
-/// The watches of every child kind.
-#[derive(Default)]
-pub struct Stores {
-    /// Credentials Secrets.
-    pub secrets: KindStores<Secret>,
-    /// Services.
-    pub services: KindStores<Service>,
-    /// StatefulSets.
-    pub stateful_sets: KindStores<StatefulSet>,
-    /// Deployments.
-    pub deployments: KindStores<Deployment>,
-    /// Autoscalers.
-    pub hpas: KindStores<HorizontalPodAutoscaler>,
-    /// Disruption budgets.
-    pub pdbs: KindStores<PodDisruptionBudget>,
-    /// ServiceMonitors, once the cluster serves them.
-    pub service_monitors: KindStores<ServiceMonitor>,
-    /// Ingresses.
-    pub ingresses: KindStores<Ingress>,
-    /// HTTPRoutes, once the cluster serves them.
-    pub http_routes: KindStores<HttpRoute>,
 }
 
 /// What every reconcile shares.
@@ -166,42 +139,34 @@ impl Context {
 }
 
 impl Context {
-    /// Start the watches the capabilities allow and that have not started yet.
-    fn start_watches(&self, caps: ApiCapabilities) {
-        let (c, s, st, tx) = (
-            &self.client,
-            &self.config.scope,
-            &self.stores,
-            self.owners.clone(),
-        );
-        if !st.deployments.started() {
-            st.secrets.watch(c, s, tx.clone());
-            st.services.watch(c, s, tx.clone());
-            st.stateful_sets.watch(c, s, tx.clone());
-            st.deployments.watch(c, s, tx.clone());
-            st.hpas.watch(c, s, tx.clone());
-            st.pdbs.watch(c, s, tx.clone());
-            st.ingresses.watch(c, s, tx.clone());
+    /// Start the watches of the kinds the capabilities allow that have not started yet.
+    pub fn start_watches(&self, caps: ApiCapabilities) {
+        struct Start<'a>(&'a Context, ApiCapabilities);
+        impl KindVisitor for Start<'_> {
+            fn visit<K: Registered>(&mut self) {
+                let (ctx, caps) = (self.0, self.1);
+                let stores = K::stores(&ctx.stores);
+                if K::API.is_none_or(|api| caps.serves(api)) && !stores.started() {
+                    stores.watch(&ctx.client, &ctx.config.scope, ctx.owners.clone());
+                }
+            }
         }
-        if caps.service_monitors && !st.service_monitors.started() {
-            st.service_monitors.watch(c, s, tx.clone());
-        }
-        if caps.http_routes && !st.http_routes.started() {
-            st.http_routes.watch(c, s, tx);
-        }
+        kinds::for_each_kind(&mut Start(self, caps));
     }
 
+    /// Wait until every started watch has listed its objects.
     async fn wait_for_watches(&self) {
-        let st = &self.stores;
-        st.secrets.wait_until_ready().await;
-        st.services.wait_until_ready().await;
-        st.stateful_sets.wait_until_ready().await;
-        st.deployments.wait_until_ready().await;
-        st.hpas.wait_until_ready().await;
-        st.pdbs.wait_until_ready().await;
-        st.ingresses.wait_until_ready().await;
-        st.service_monitors.wait_until_ready().await;
-        st.http_routes.wait_until_ready().await;
+        struct Wait<'a>(&'a Stores, Vec<BoxFuture<'a, ()>>);
+        impl KindVisitor for Wait<'_> {
+            fn visit<K: Registered>(&mut self) {
+                self.1.push(Box::pin(K::stores(self.0).wait_until_ready()));
+            }
+        }
+        let mut wait = Wait(&self.stores, Vec::new());
+        kinds::for_each_kind(&mut wait);
+        for ready in wait.1 {
+            ready.await;
+        }
     }
 }
 
@@ -274,12 +239,7 @@ async fn run_started(
                 Ok(new) if new != discovery_ctx.caps() => {
                     tracing::info!(?new, "optional APIs changed");
                     discovery_ctx.start_watches(new);
-                    discovery_ctx
-                        .stores
-                        .service_monitors
-                        .wait_until_ready()
-                        .await;
-                    discovery_ctx.stores.http_routes.wait_until_ready().await;
+                    discovery_ctx.wait_for_watches().await;
                     *discovery_ctx.capabilities.write().expect("lock") = new;
                     if caps_tx.unbounded_send(()).is_err() {
                         return;
@@ -497,15 +457,12 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
     // apply, then prune only after a complete apply
     let applier = apply::Applier::new(ctx, &uid, &namespace);
     let (report, applied) = apply_all(&applier, &children).await;
-    let mut pruned = Vec::new();
-    let result = match applied {
+    let (pruned, result) = match applied {
         Ok(()) => {
-            let mut pruner = prune::Pruner::new(ctx, &uid, &namespace, &report);
-            let r = prune_all(&mut pruner).await;
-            pruned = pruner.pruned;
-            r
+            let pruner = prune::Pruner::new(ctx, &uid, &namespace, &report);
+            prune_all(&pruner, &children).await
         }
-        Err(e) => Err(e),
+        Err(e) => (Vec::new(), Err(e)),
     };
 
     // Events and status are independent writes: send them together.
@@ -565,80 +522,65 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<&'static st
 /// How many children of one Application are applied at once.
 pub const APPLY_PARALLELISM: usize = 4;
 
-/// One child's apply: its kind, name and what it changed.
-type ApplyJob<'a> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = (&'static str, String, Result<apply::Change>)> + Send + 'a,
-    >,
->;
+/// One child's write: its kind, name and what it changed.
+type ApplyJob<'a> = BoxFuture<'a, (&'static str, String, Result<apply::Change>)>;
 
-fn apply_job<'a, K: watch::Child>(
+/// The write of one desired child of kind `K`, as its kind declares it.
+fn apply_job<'a, K: Registered>(
     a: &'a apply::Applier<'a>,
-    obj: &'a K,
+    desired: &'a K::Desired,
     stores: &'a KindStores<K>,
 ) -> ApplyJob<'a> {
     Box::pin(async move {
-        let result = a.apply(obj, stores).await;
-        (apply::kind_name::<K>(), obj.name_any(), result)
+        let result = match (K::WRITE, desired.object()) {
+            (_, None) => Ok(apply::Change::None),
+            (Write::Apply, Some(obj)) => a.apply(obj, stores).await,
+            (Write::CreateOnly, Some(obj)) => a.create(obj).await,
+        };
+        (kind_name::<K>(), desired.name().to_string(), result)
     })
 }
 
-/// Apply every child: the credentials Secrets first (the workloads that use them start only once
-/// they exist), then the rest [`APPLY_PARALLELISM`] at a time, reported in a stable order. A
-/// failed child does not stop the others, so each pass makes as much progress as it can.
-/// Returns what was done and the first error.
+/// Write every child: the create-only kinds first, all at once (the credentials the workloads
+/// use exist before they start), then the applied kinds in registry order,
+/// [`APPLY_PARALLELISM`] at a time, reported in a stable order. A failed child does not stop the
+/// others, so each pass makes as much progress as it can. Returns what was done and the first
+/// error.
 async fn apply_all(a: &apply::Applier<'_>, c: &Children) -> (apply::Report, Result<()>) {
-    let Children {
-        secrets,
-        services,
-        stateful_sets,
-        deployments,
-        hpas,
-        pdbs,
-        service_monitors,
-        ingresses,
-        http_routes,
-        skipped: _,
-    } = c;
-    let st = &a.context().stores;
-    let mut report = apply::Report::default();
-    let mut first: Option<Error> = None;
-    let created = futures::future::join_all(
-        secrets
-            .iter()
-            .map(|s| a.create_secret(&s.name, s.create.as_ref())),
-    )
-    .await;
-    for (s, result) in secrets.iter().zip(created) {
-        report.keep("Secret", &s.name);
-        match result {
-            Ok(change) => report.note("Secret", &s.name, change),
-            Err(e) => {
-                first.get_or_insert(e);
+    struct Jobs<'a> {
+        applier: &'a apply::Applier<'a>,
+        children: &'a Children,
+        creates: Vec<ApplyJob<'a>>,
+        applies: Vec<ApplyJob<'a>>,
+    }
+    impl KindVisitor for Jobs<'_> {
+        fn visit<K: Registered>(&mut self) {
+            let stores = K::stores(&self.applier.context().stores);
+            let jobs = match K::WRITE {
+                Write::CreateOnly => &mut self.creates,
+                Write::Apply => &mut self.applies,
+            };
+            for desired in K::desired(self.children) {
+                jobs.push(apply_job(self.applier, desired, stores));
             }
         }
     }
-    let mut jobs: Vec<ApplyJob<'_>> = Vec::new();
-    jobs.extend(services.iter().map(|o| apply_job(a, o, &st.services)));
-    jobs.extend(
-        stateful_sets
-            .iter()
-            .map(|o| apply_job(a, o, &st.stateful_sets)),
+    let mut jobs = Jobs {
+        applier: a,
+        children: c,
+        creates: Vec::new(),
+        applies: Vec::new(),
+    };
+    kinds::for_each_kind(&mut jobs);
+    let mut results = futures::future::join_all(jobs.creates).await;
+    results.extend(
+        futures::stream::iter(jobs.applies)
+            .buffered(APPLY_PARALLELISM)
+            .collect::<Vec<_>>()
+            .await,
     );
-    jobs.extend(deployments.iter().map(|o| apply_job(a, o, &st.deployments)));
-    jobs.extend(hpas.iter().map(|o| apply_job(a, o, &st.hpas)));
-    jobs.extend(pdbs.iter().map(|o| apply_job(a, o, &st.pdbs)));
-    jobs.extend(
-        service_monitors
-            .iter()
-            .map(|o| apply_job(a, o, &st.service_monitors)),
-    );
-    jobs.extend(ingresses.iter().map(|o| apply_job(a, o, &st.ingresses)));
-    jobs.extend(http_routes.iter().map(|o| apply_job(a, o, &st.http_routes)));
-    let results: Vec<_> = futures::stream::iter(jobs)
-        .buffered(APPLY_PARALLELISM)
-        .collect()
-        .await;
+    let mut report = apply::Report::default();
+    let mut first: Option<Error> = None;
     for (kind, name, result) in results {
         report.keep(kind, &name);
         match result {
@@ -651,18 +593,31 @@ async fn apply_all(a: &apply::Applier<'_>, c: &Children) -> (apply::Report, Resu
     (report, first.map_or(Ok(()), Err))
 }
 
-async fn prune_all(p: &mut prune::Pruner<'_>) -> Result<()> {
-    let st = &p.context().stores;
-    p.prune(&st.secrets).await?;
-    p.prune(&st.services).await?;
-    p.prune(&st.stateful_sets).await?;
-    p.prune(&st.deployments).await?;
-    p.prune(&st.hpas).await?;
-    p.prune(&st.pdbs).await?;
-    p.prune(&st.service_monitors).await?;
-    p.prune(&st.ingresses).await?;
-    p.prune(&st.http_routes).await?;
-    Ok(())
+/// Prune every kind, in registry order, except a kind set aside this pass (its API is not
+/// served) or whose watch has not listed everything yet: what such a watch lacks may still
+/// exist. Stops at the first failure. Returns what was deleted, as `Kind/name`.
+async fn prune_all(p: &prune::Pruner<'_>, c: &Children) -> (Vec<String>, Result<()>) {
+    type PruneJob<'a> = BoxFuture<'a, (Vec<String>, Result<()>)>;
+    struct Jobs<'a>(&'a prune::Pruner<'a>, &'a Children, Vec<PruneJob<'a>>);
+    impl KindVisitor for Jobs<'_> {
+        fn visit<K: Registered>(&mut self) {
+            let stores = K::stores(&self.0.context().stores);
+            if stores.synced() && !self.1.skipped_kind::<K>() {
+                self.2.push(Box::pin(self.0.prune(stores)));
+            }
+        }
+    }
+    let mut jobs = Jobs(p, c, Vec::new());
+    kinds::for_each_kind(&mut jobs);
+    let mut pruned = Vec::new();
+    for job in jobs.2 {
+        let (names, result) = job.await;
+        pruned.extend(names);
+        if result.is_err() {
+            return (pruned, result);
+        }
+    }
+    (pruned, Ok(()))
 }
 
 async fn publish(

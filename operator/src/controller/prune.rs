@@ -8,10 +8,11 @@ use kube::{Api, api::DeleteParams};
 
 use super::{
     Context,
-    apply::{Report, kind_name},
+    apply::Report,
     error::{Error, Result, is_not_found},
     watch::{Child, KindStores},
 };
+use crate::kinds::kind_name;
 
 /// Deletes owned children that were not applied this pass.
 pub struct Pruner<'a> {
@@ -19,8 +20,6 @@ pub struct Pruner<'a> {
     app_uid: &'a str,
     namespace: &'a str,
     desired: &'a Report,
-    /// What was deleted, as `Kind/name`.
-    pub pruned: Vec<String>,
 }
 
 impl<'a> Pruner<'a> {
@@ -36,7 +35,6 @@ impl<'a> Pruner<'a> {
             app_uid,
             namespace,
             desired,
-            pruned: Vec::new(),
         }
     }
 
@@ -56,12 +54,14 @@ impl<'a> Pruner<'a> {
     }
 
     /// Prune kind `K` among the children its watch in `stores` sees owned by this Application.
-    pub async fn prune<K: Child>(&mut self, stores: &KindStores<K>) -> Result<()> {
+    /// Returns what was deleted, as `Kind/name`, and the first failure (which ends the pass).
+    pub async fn prune<K: Child>(&self, stores: &KindStores<K>) -> (Vec<String>, Result<()>) {
         let owned = stores.owned_by(self.namespace, self.app_uid);
         let kind = kind_name::<K>();
         let empty = BTreeSet::new();
         let keep = self.desired.desired.get(kind).unwrap_or(&empty);
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let mut pruned = Vec::new();
         for name in owned {
             if keep.contains(&name) {
                 continue;
@@ -69,15 +69,15 @@ impl<'a> Pruner<'a> {
             match api.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::kube(format!("prune {kind} {name}"), e)),
+                Err(e) => return (pruned, Err(Error::kube(format!("prune {kind} {name}"), e))),
             }
             self.ctx
                 .metrics
                 .pruned
                 .get_or_create(&crate::runtime::metrics::KindLabel { kind })
                 .inc();
-            self.pruned.push(format!("{kind}/{name}"));
+            pruned.push(format!("{kind}/{name}"));
         }
-        Ok(())
+        (pruned, Ok(()))
     }
 }

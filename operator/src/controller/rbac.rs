@@ -2,21 +2,13 @@
 //! chart grants these and nothing else (its tests compare the two), and the e2e suite checks
 //! every request the operator makes against them.
 
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    autoscaling::v2::HorizontalPodAutoscaler,
-    coordination::v1::Lease,
-    core::v1::{Secret, Service},
-    events::v1::Event,
-    networking::v1::Ingress,
-    policy::v1::PodDisruptionBudget,
-};
+use k8s_openapi::api::{coordination::v1::Lease, events::v1::Event};
 use kube::Resource;
 use serde::Serialize;
 
 use crate::{
     api::Application,
-    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
+    kinds::{self, KindVisitor, Registered},
 };
 
 /// One RBAC rule: one group, one resource, its verbs.
@@ -40,12 +32,6 @@ pub enum Place {
     LeaseNamespace,
 }
 
-/// Verbs the controller uses on the children it server-side applies, watches and prunes.
-/// `create` is needed because an apply that creates an object is authorized as a create.
-pub const CHILD_VERBS: &[&str] = &["create", "delete", "list", "patch", "watch"];
-/// Verbs on credentials Secrets: created once (never patched or read one by one), watched,
-/// pruned.
-pub const SECRET_VERBS: &[&str] = &["create", "delete", "list", "watch"];
 /// Verbs on the Application: watched (its status is applied through `applications/status`).
 pub const APPLICATION_VERBS: &[&str] = &["list", "watch"];
 /// Verbs on Events (events.k8s.io/v1): created, then patched as a series repeats.
@@ -65,24 +51,28 @@ fn rule<K: Resource<DynamicType = ()>>(sub: Option<&str>, verbs: &[&str]) -> Rul
     }
 }
 
-/// Every rule, with where it applies.
+/// Every rule, with where it applies: the Application, every registered child kind with the
+/// verbs of how it is written ([`kinds::Write::verbs`]), Events and the Lease.
 pub fn rules_with_place() -> Vec<(Rule, Place)> {
-    use Place::*;
+    struct ChildRules(Vec<(Rule, Place)>);
+    impl KindVisitor for ChildRules {
+        fn visit<K: Registered>(&mut self) {
+            self.0
+                .push((rule::<K>(None, K::WRITE.verbs()), Place::Watched));
+        }
+    }
+    let mut children = ChildRules(Vec::new());
+    kinds::for_each_kind(&mut children);
     let mut out = vec![
-        (rule::<Application>(None, APPLICATION_VERBS), Watched),
-        (rule::<Application>(Some("status"), &["patch"]), Watched),
-        (rule::<Secret>(None, SECRET_VERBS), Watched),
-        (rule::<Service>(None, CHILD_VERBS), Watched),
-        (rule::<StatefulSet>(None, CHILD_VERBS), Watched),
-        (rule::<Deployment>(None, CHILD_VERBS), Watched),
-        (rule::<HorizontalPodAutoscaler>(None, CHILD_VERBS), Watched),
-        (rule::<PodDisruptionBudget>(None, CHILD_VERBS), Watched),
-        (rule::<ServiceMonitor>(None, CHILD_VERBS), Watched),
-        (rule::<Ingress>(None, CHILD_VERBS), Watched),
-        (rule::<HttpRoute>(None, CHILD_VERBS), Watched),
-        (rule::<Event>(None, EVENT_VERBS), Watched),
-        (rule::<Lease>(None, LEASE_VERBS), LeaseNamespace),
+        (rule::<Application>(None, APPLICATION_VERBS), Place::Watched),
+        (
+            rule::<Application>(Some("status"), &["patch"]),
+            Place::Watched,
+        ),
+        (rule::<Event>(None, EVENT_VERBS), Place::Watched),
+        (rule::<Lease>(None, LEASE_VERBS), Place::LeaseNamespace),
     ];
+    out.extend(children.0);
     out.sort();
     out
 }

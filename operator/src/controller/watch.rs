@@ -11,32 +11,25 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    fmt::Debug,
     hash::{Hash, Hasher},
     marker::PhantomData,
     sync::{Arc, OnceLock, RwLock},
 };
 
 use futures::{Stream, StreamExt, channel::mpsc::UnboundedSender};
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{Secret, Service},
-    networking::v1::Ingress,
-    policy::v1::PodDisruptionBudget,
-};
 use kube::{
     Api, Client, Resource,
     api::ObjectMeta,
     core::{NamespaceResourceScope, PartialObjectMeta},
     runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
+pub use crate::kinds::Child;
 use crate::{
     api::Application,
     build::labels,
-    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
+    kinds::{WatchMode, kind_name},
 };
 
 /// Which namespaces the controller watches.
@@ -217,76 +210,6 @@ fn owner_of_meta(meta: &ObjectMeta) -> Option<Owner> {
     })
 }
 
-/// A kind of child Keelson applies and watches.
-pub trait Child:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Serialize
-    + DeserializeOwned
-    + Clone
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
-    /// Whether the watch needs whole objects (for a spec hash or replica counts) rather than
-    /// metadata only.
-    const WHOLE: bool = false;
-
-    /// A hash of the spec, for kinds watched whole without a generation.
-    fn spec_hash(&self) -> Option<u64> {
-        None
-    }
-
-    /// Replica counts, for workloads.
-    fn workload(&self) -> Option<Workload> {
-        None
-    }
-}
-
-impl Child for Secret {}
-impl Child for Service {}
-impl Child for PodDisruptionBudget {}
-impl Child for Ingress {}
-impl Child for ServiceMonitor {}
-impl Child for HttpRoute {}
-
-impl Child for HorizontalPodAutoscaler {
-    // An HPA has no generation, and its controller writes its status every few seconds: compare
-    // the spec instead of the resourceVersion.
-    const WHOLE: bool = true;
-    fn spec_hash(&self) -> Option<u64> {
-        Some(hash_value(&self.spec))
-    }
-}
-
-impl Child for Deployment {
-    const WHOLE: bool = true;
-    fn workload(&self) -> Option<Workload> {
-        let st = self.status.as_ref();
-        Some(Workload {
-            replicas: self.spec.replicas,
-            observed_generation: st.and_then(|s| s.observed_generation),
-            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
-            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
-            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
-        })
-    }
-}
-
-impl Child for StatefulSet {
-    const WHOLE: bool = true;
-    fn workload(&self) -> Option<Workload> {
-        let st = self.status.as_ref();
-        Some(Workload {
-            replicas: self.spec.replicas,
-            observed_generation: st.and_then(|s| s.observed_generation),
-            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
-            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
-            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
-        })
-    }
-}
-
 /// (namespace, name).
 type Key = (String, String);
 
@@ -441,7 +364,16 @@ impl<K: Child> KindStores<K> {
         let _ = self.scopes.set(HashMap::from([(None, scope)]));
     }
 
-    /// Whether every scope has finished its first list.
+    /// Whether the watch has started and every scope has finished its first list, so that what
+    /// the index lacks is not in the cluster (prune relies on it).
+    pub fn synced(&self) -> bool {
+        self.scopes
+            .get()
+            .is_some_and(|s| s.values().all(|i| *i.ready.borrow()))
+    }
+
+    /// Wait until every scope has finished its first list (at once when the watch has not
+    /// started).
     pub async fn wait_until_ready(&self) {
         if let Some(scopes) = self.scopes.get() {
             for s in scopes.values() {
@@ -462,8 +394,8 @@ impl<K: Child> KindStores<K> {
         let mut map = HashMap::new();
         for key in scope.keys() {
             let index = ScopeIndex::new();
-            let kind = K::kind(&()).into_owned();
-            if K::WHOLE {
+            let kind = kind_name::<K>();
+            if K::WATCH == WatchMode::Whole {
                 let api: Api<K> = Scope::api(client, &key);
                 let stream = watcher(api, watcher_config()).default_backoff();
                 tokio::spawn(follow(
@@ -522,7 +454,7 @@ async fn follow<T, S>(
     stream: S,
     scope: Arc<ScopeIndex>,
     owners: UnboundedSender<ObjectRef<Application>>,
-    kind: String,
+    kind: &'static str,
     observe: impl Fn(T) -> (Key, Observed),
 ) where
     S: Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
@@ -609,7 +541,10 @@ async fn follow<T, S>(
 #[cfg(test)]
 mod tests {
     use futures::channel::mpsc;
-    use k8s_openapi::api::apps::v1::DeploymentStatus;
+    use k8s_openapi::api::{
+        apps::v1::{Deployment, DeploymentStatus},
+        core::v1::Service,
+    };
     use serde_json::json;
 
     use super::*;
@@ -638,13 +573,9 @@ mod tests {
     ) -> Vec<String> {
         let (tx, mut rx) = mpsc::unbounded();
         let stream = futures::stream::iter(events.into_iter().map(Ok));
-        follow(
-            stream,
-            scope.clone(),
-            tx,
-            "Deployment".into(),
-            |o: Deployment| (key_of(o.meta()), Observed::of(&o)),
-        )
+        follow(stream, scope.clone(), tx, "Deployment", |o: Deployment| {
+            (key_of(o.meta()), Observed::of(&o))
+        })
         .await;
         let mut out = Vec::new();
         while let Ok(r) = rx.try_recv() {

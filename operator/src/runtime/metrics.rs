@@ -55,19 +55,6 @@ pub const ERROR_CATEGORIES: [&str; 9] = [
     "api",
     "transport",
 ];
-/// Values of the `kind` label.
-pub const CHILD_KINDS: [&str; 9] = [
-    "Secret",
-    "Service",
-    "StatefulSet",
-    "Deployment",
-    "HorizontalPodAutoscaler",
-    "PodDisruptionBudget",
-    "ServiceMonitor",
-    "Ingress",
-    "HTTPRoute",
-];
-
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -165,7 +152,7 @@ impl Metrics {
         for category in ERROR_CATEGORIES {
             let _ = m.errors.get_or_create(&CategoryLabel { category });
         }
-        for kind in CHILD_KINDS {
+        for kind in crate::kinds::all().into_iter().map(|k| k.kind) {
             let _ = m.applied.get_or_create(&KindLabel { kind });
             let _ = m.pruned.get_or_create(&KindLabel { kind });
             let _ = m.drift_repairs.get_or_create(&KindLabel { kind });

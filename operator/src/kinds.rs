@@ -1,0 +1,444 @@
+//! The one registry of child kinds.
+//!
+//! Every kind of object Keelson creates for an Application is declared here, once: a [`Child`]
+//! impl says how it is written ([`Write`]), what its watch keeps ([`WatchMode`]) and which
+//! optional API it needs ([`OptionalApi`]); one line of the list at the bottom registers it. From
+//! that line come the desired-children struct ([`Children`]), the watch stores ([`Stores`]) and
+//! every pass over the kinds ([`for_each_kind`], in apply order): starting the watches and
+//! waiting for their first list, apply, prune, the RBAC rules `keelson rbac` prints, the metric
+//! labels and the kind names in Events.
+//!
+//! Adding a kind is its builder under `build/`, its `Child` impl and its line in the list.
+
+use std::{borrow::Cow, collections::BTreeSet, fmt::Debug, sync::Mutex};
+
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{Secret, Service},
+    networking::v1::Ingress,
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{Resource, core::NamespaceResourceScope};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    build::Skipped,
+    controller::watch::{KindStores, Workload, hash_value},
+    external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
+};
+
+/// How Keelson writes the children of a kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Server-side apply with the `keelson` field manager, forced, on every change (RBAC verbs:
+    /// create, delete, list, patch, watch).
+    Apply,
+    /// Created when missing, never written again (RBAC verbs: create, delete, list, watch), e.g.
+    /// credentials that must survive any change of the spec.
+    CreateOnly,
+}
+
+impl Write {
+    /// The RBAC verbs the controller needs on a kind written this way: its writes, its watch
+    /// (list, watch) and its prune (delete). An apply that creates its object is authorized as a
+    /// create.
+    pub const fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Write::Apply => &["create", "delete", "list", "patch", "watch"],
+            Write::CreateOnly => &["create", "delete", "list", "watch"],
+        }
+    }
+}
+
+/// What the watch of a kind keeps of each child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Metadata only (`PartialObjectMeta`): resourceVersion, generation, labels, annotations,
+    /// owner references.
+    Metadata,
+    /// Whole objects, reduced on arrival to what [`Child::spec_hash`] and [`Child::workload`]
+    /// read.
+    Whole,
+}
+
+/// An API that not every cluster serves. Children that need it are built, then set aside as
+/// [`Skipped`] (and reported in status) while the cluster does not serve it; its watch starts
+/// once discovery finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OptionalApi {
+    /// monitoring.coreos.com/v1 (Prometheus Operator).
+    ServiceMonitors,
+    /// gateway.networking.k8s.io/v1 (Gateway API).
+    HttpRoutes,
+}
+
+/// One desired child of kind `K`, as build produces it.
+pub trait DesiredChild<K> {
+    /// The child's name.
+    fn name(&self) -> &str;
+    /// The object to write this pass; `None` when a create-only child needs no write.
+    fn object(&self) -> Option<&K>;
+}
+
+impl<K: Child> DesiredChild<K> for K {
+    fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    fn object(&self) -> Option<&K> {
+        Some(self)
+    }
+}
+
+/// A desired child of a [`Write::CreateOnly`] kind: its name, kept from prune, and the object
+/// to create when the child does not exist yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateOnly<K> {
+    /// The child's name.
+    pub name: String,
+    /// The object to create when the child does not exist; `None` when it exists.
+    pub create: Option<K>,
+}
+
+impl<K: Child> DesiredChild<K> for CreateOnly<K> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn object(&self) -> Option<&K> {
+        self.create.as_ref()
+    }
+}
+
+/// The declaration of a child kind. The defaults suit a kind that is applied, watched as
+/// metadata, and served by every cluster.
+pub trait Child:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// What build produces for one child: the object itself for [`Write::Apply`], a
+    /// [`CreateOnly`] for [`Write::CreateOnly`].
+    type Desired: DesiredChild<Self> + Clone + Debug + PartialEq + Send + Sync;
+
+    /// How the children are written.
+    const WRITE: Write = Write::Apply;
+
+    /// What the watch keeps: whole objects when [`Child::spec_hash`] or [`Child::workload`]
+    /// read more than metadata.
+    const WATCH: WatchMode = WatchMode::Metadata;
+
+    /// The optional API the kind belongs to; `None` when every cluster serves it.
+    const API: Option<OptionalApi> = None;
+
+    /// A hash of the spec, for kinds watched whole without a generation.
+    fn spec_hash(&self) -> Option<u64> {
+        None
+    }
+
+    /// Replica counts, for workloads.
+    fn workload(&self) -> Option<Workload> {
+        None
+    }
+}
+
+impl Child for Secret {
+    // Credentials: generated once, never replaced while they exist.
+    type Desired = CreateOnly<Secret>;
+    const WRITE: Write = Write::CreateOnly;
+}
+
+impl Child for Service {
+    type Desired = Self;
+}
+
+/// The replica counts of a Deployment or StatefulSet (their spec and status name them alike).
+macro_rules! workload_of {
+    ($obj:expr) => {{
+        let st = $obj.status.as_ref();
+        Some(Workload {
+            replicas: $obj.spec.replicas,
+            observed_generation: st.and_then(|s| s.observed_generation),
+            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
+            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
+            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
+        })
+    }};
+}
+
+impl Child for StatefulSet {
+    type Desired = Self;
+    const WATCH: WatchMode = WatchMode::Whole;
+    fn workload(&self) -> Option<Workload> {
+        workload_of!(self)
+    }
+}
+
+impl Child for Deployment {
+    type Desired = Self;
+    const WATCH: WatchMode = WatchMode::Whole;
+    fn workload(&self) -> Option<Workload> {
+        workload_of!(self)
+    }
+}
+
+impl Child for HorizontalPodAutoscaler {
+    type Desired = Self;
+    // An HPA has no generation, and its controller writes its status every few seconds: compare
+    // the spec instead of the resourceVersion.
+    const WATCH: WatchMode = WatchMode::Whole;
+    fn spec_hash(&self) -> Option<u64> {
+        Some(hash_value(&self.spec))
+    }
+}
+
+impl Child for PodDisruptionBudget {
+    type Desired = Self;
+}
+
+impl Child for ServiceMonitor {
+    type Desired = Self;
+    const API: Option<OptionalApi> = Some(OptionalApi::ServiceMonitors);
+}
+
+impl Child for Ingress {
+    type Desired = Self;
+}
+
+impl Child for HttpRoute {
+    type Desired = Self;
+    const API: Option<OptionalApi> = Some(OptionalApi::HttpRoutes);
+}
+
+/// A registered kind: where its desired children and its watch live. Implemented by the list
+/// at the bottom of this file, for every kind in it and no other.
+pub trait Registered: Child {
+    /// This kind's desired children.
+    fn desired(children: &Children) -> &Vec<Self::Desired>;
+    /// This kind's desired children, to fill or set aside.
+    fn desired_mut(children: &mut Children) -> &mut Vec<Self::Desired>;
+    /// This kind's watch.
+    fn stores(stores: &Stores) -> &KindStores<Self>;
+}
+
+/// Something done once per registered kind; see [`for_each_kind`].
+pub trait KindVisitor {
+    /// Do it for kind `K`.
+    fn visit<K: Registered>(&mut self);
+}
+
+macro_rules! child_kinds {
+    ($( $(#[$doc:meta])* $field:ident: $kind:ty, )*) => {
+        /// Every desired child of one Application, by kind, in apply order.
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct Children {
+            $( $(#[$doc])* pub $field: Vec<<$kind as Child>::Desired>, )*
+            /// What the cluster's missing APIs kept out.
+            pub skipped: Vec<Skipped>,
+        }
+
+        /// The watch of every child kind.
+        #[derive(Default)]
+        pub struct Stores {
+            $( $(#[$doc])* pub $field: KindStores<$kind>, )*
+        }
+
+        $(
+            impl Registered for $kind {
+                fn desired(children: &Children) -> &Vec<Self::Desired> {
+                    &children.$field
+                }
+                fn desired_mut(children: &mut Children) -> &mut Vec<Self::Desired> {
+                    &mut children.$field
+                }
+                fn stores(stores: &Stores) -> &KindStores<Self> {
+                    &stores.$field
+                }
+            }
+        )*
+
+        /// Visit every registered kind, in apply order.
+        pub fn for_each_kind(visitor: &mut impl KindVisitor) {
+            $( visitor.visit::<$kind>(); )*
+        }
+    };
+}
+
+// The registry, in apply order: what a workload needs (its credentials, its Services) before the
+// workload, the workloads before what refers to them.
+child_kinds! {
+    /// Credentials Secrets of the databases.
+    secrets: Secret,
+    /// Services of the databases and of the services with ports.
+    services: Service,
+    /// Database StatefulSets.
+    stateful_sets: StatefulSet,
+    /// Service Deployments.
+    deployments: Deployment,
+    /// Autoscalers.
+    hpas: HorizontalPodAutoscaler,
+    /// Disruption budgets.
+    pdbs: PodDisruptionBudget,
+    /// ServiceMonitors.
+    service_monitors: ServiceMonitor,
+    /// The Ingress.
+    ingresses: Ingress,
+    /// The HTTPRoute.
+    http_routes: HttpRoute,
+}
+
+/// A string of a kind's `Resource` impl as `'static` (k8s-openapi and kube's derive hand out
+/// constants; anything else is interned once).
+fn leak_once(s: Cow<'static, str>) -> &'static str {
+    static INTERNED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    match s {
+        Cow::Borrowed(s) => s,
+        Cow::Owned(s) => {
+            let mut names = INTERNED.lock().expect("lock");
+            if let Some(k) = names.get(s.as_str()) {
+                return k;
+            }
+            let leaked: &'static str = Box::leak(s.into_boxed_str());
+            names.insert(leaked);
+            leaked
+        }
+    }
+}
+
+/// The kind's name, e.g. `Deployment`: the `kind` label of metrics, and the kind in Events.
+pub fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    leak_once(K::kind(&()))
+}
+
+/// The kind's API group/version, e.g. `apps/v1`.
+pub fn api_version<K: Resource<DynamicType = ()>>() -> &'static str {
+    leak_once(K::api_version(&()))
+}
+
+/// What identifies a registered kind to the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindInfo {
+    /// The API group (`""` for core).
+    pub group: &'static str,
+    /// The version.
+    pub version: &'static str,
+    /// The kind.
+    pub kind: &'static str,
+    /// The resource (plural).
+    pub plural: &'static str,
+    /// How Keelson writes it.
+    pub write: Write,
+    /// The optional API it belongs to.
+    pub api: Option<OptionalApi>,
+}
+
+/// Every registered kind, in apply order.
+pub fn all() -> Vec<KindInfo> {
+    struct Collect(Vec<KindInfo>);
+    impl KindVisitor for Collect {
+        fn visit<K: Registered>(&mut self) {
+            self.0.push(KindInfo {
+                group: leak_once(K::group(&())),
+                version: leak_once(K::version(&())),
+                kind: kind_name::<K>(),
+                plural: leak_once(K::plural(&())),
+                write: K::WRITE,
+                api: K::API,
+            });
+        }
+    }
+    let mut c = Collect(Vec::new());
+    for_each_kind(&mut c);
+    c.0
+}
+
+impl Children {
+    /// Set aside the children whose optional API the cluster does not serve, as [`Skipped`].
+    pub fn set_aside_unserved(&mut self, serves: impl Fn(OptionalApi) -> bool) {
+        struct SetAside<'a, F> {
+            children: &'a mut Children,
+            serves: F,
+        }
+        impl<F: Fn(OptionalApi) -> bool> KindVisitor for SetAside<'_, F> {
+            fn visit<K: Registered>(&mut self) {
+                if K::API.is_none_or(|api| (self.serves)(api)) {
+                    return;
+                }
+                let unserved = std::mem::take(K::desired_mut(self.children));
+                if !unserved.is_empty() {
+                    self.children.skipped.push(Skipped {
+                        kind: kind_name::<K>(),
+                        api: api_version::<K>(),
+                        names: unserved.iter().map(|d| d.name().to_string()).collect(),
+                    });
+                }
+            }
+        }
+        for_each_kind(&mut SetAside {
+            children: self,
+            serves,
+        });
+    }
+
+    /// Whether the children of kind `K` were set aside this pass.
+    pub fn skipped_kind<K: Registered>(&self) -> bool {
+        let kind = kind_name::<K>();
+        self.skipped.iter().any(|s| s.kind == kind)
+    }
+
+    /// Every object to write, as JSON with its `apiVersion` and `kind`, in apply order.
+    pub fn to_values(&self) -> Vec<serde_json::Value> {
+        struct Values<'a>(&'a Children, Vec<serde_json::Value>);
+        impl KindVisitor for Values<'_> {
+            fn visit<K: Registered>(&mut self) {
+                let objects = K::desired(self.0).iter().filter_map(|d| d.object());
+                self.1.extend(objects.map(typed_value));
+            }
+        }
+        let mut v = Values(self, Vec::new());
+        for_each_kind(&mut v);
+        v.1
+    }
+}
+
+impl Stores {
+    /// Fill every kind's index with the objects of `objects` of that kind (JSON, as the API
+    /// server returns them) instead of watching. For tests and offline tools.
+    ///
+    /// Panics when an object of a registered kind does not deserialize as that kind.
+    pub fn preload(&self, objects: &[serde_json::Value]) {
+        struct Preload<'a>(&'a Stores, &'a [serde_json::Value]);
+        impl KindVisitor for Preload<'_> {
+            fn visit<K: Registered>(&mut self) {
+                let kind = kind_name::<K>();
+                let typed: Vec<K> = self
+                    .1
+                    .iter()
+                    .filter(|o| o["kind"] == kind)
+                    .map(|o| serde_json::from_value(o.clone()).expect("an object of its kind"))
+                    .collect();
+                K::stores(self.0).preload(&typed);
+            }
+        }
+        for_each_kind(&mut Preload(self, objects));
+    }
+}
+
+/// An object as JSON with its `apiVersion` and `kind`.
+pub fn typed_value<K>(obj: &K) -> serde_json::Value
+where
+    K: Resource<DynamicType = ()> + Serialize,
+{
+    let mut v = serde_json::to_value(obj).expect("objects serialize");
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), K::api_version(&()).into());
+        m.insert("kind".into(), K::kind(&()).into());
+    }
+    v
+}
