@@ -15,6 +15,7 @@ use std::{
     sync::Mutex,
 };
 
+use futures::{StreamExt, future::BoxFuture};
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams, PostParams},
@@ -25,7 +26,9 @@ use super::{
     error::{Error, Result, is_already_exists},
     watch::{Child, KindStores, Observed, hash_value, metadata_hashes},
 };
-use crate::kinds::kind_name;
+use crate::kinds::{
+    Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name,
+};
 
 /// What Keelson last applied to one child.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,7 +206,8 @@ impl<'a> Applier<'a> {
             Ok(o) => o,
             Err(e) => {
                 self.ctx.applied.remove(self.app_uid, &key);
-                return Err(Error::kube(format!("apply {kind} {name}"), e));
+                let source = e.into();
+                return Err(Error::Apply { kind, name, source });
             }
         };
         let new_rv = applied.meta().resource_version.clone();
@@ -251,11 +255,100 @@ impl<'a> Applier<'a> {
             }
             // Created by an earlier reconcile that this one did not see yet: keep it as it is.
             Err(e) if is_already_exists(&e) => Ok(Change::None),
-            Err(e) => Err(Error::kube(format!("create {kind} {}", obj.name_any()), e)),
+            Err(e) => Err(Error::Create {
+                kind,
+                name: obj.name_any(),
+                source: e.into(),
+            }),
         }
     }
 }
 
 fn kind_label(kind: &'static str) -> crate::runtime::metrics::KindLabel {
     crate::runtime::metrics::KindLabel { kind }
+}
+
+/// How many children of one Application are applied at once.
+pub const APPLY_PARALLELISM: usize = 4;
+
+/// What one pass of apply did, and its first error: prune runs only after a complete apply.
+#[derive(Debug)]
+pub struct Applied {
+    /// What was created, updated, repaired and kept.
+    pub report: Report,
+    /// The first failure, if any child could not be written.
+    pub result: Result<()>,
+}
+
+/// One child's write: its kind, name and what it changed.
+type ApplyJob<'a> = BoxFuture<'a, (&'static str, String, Result<Change>)>;
+
+/// The write of one desired child of kind `K`, as its kind declares it.
+fn apply_job<'a, K: Registered>(
+    a: &'a Applier<'a>,
+    desired: &'a K::Desired,
+    stores: &'a KindStores<K>,
+) -> ApplyJob<'a> {
+    Box::pin(async move {
+        let result = match (K::WRITE, desired.object()) {
+            (_, None) => Ok(Change::None),
+            (Write::Apply, Some(obj)) => a.apply(obj, stores).await,
+            (Write::CreateOnly, Some(obj)) => a.create(obj).await,
+        };
+        (kind_name::<K>(), desired.name().to_string(), result)
+    })
+}
+
+/// Write every child: the create-only kinds first, all at once (the credentials the workloads
+/// use exist before they start), then the applied kinds in registry order,
+/// [`APPLY_PARALLELISM`] at a time, reported in a stable order. A failed child does not stop the
+/// others, so each pass makes as much progress as it can.
+pub async fn apply_all(a: &Applier<'_>, c: &Children) -> Applied {
+    struct Jobs<'a> {
+        applier: &'a Applier<'a>,
+        children: &'a Children,
+        creates: Vec<ApplyJob<'a>>,
+        applies: Vec<ApplyJob<'a>>,
+    }
+    impl KindVisitor for Jobs<'_> {
+        fn visit<K: Registered>(&mut self) {
+            let stores = K::stores(&self.applier.context().stores);
+            let jobs = match K::WRITE {
+                Write::CreateOnly => &mut self.creates,
+                Write::Apply => &mut self.applies,
+            };
+            for desired in K::desired(self.children) {
+                jobs.push(apply_job(self.applier, desired, stores));
+            }
+        }
+    }
+    let mut jobs = Jobs {
+        applier: a,
+        children: c,
+        creates: Vec::new(),
+        applies: Vec::new(),
+    };
+    for_each_kind(&mut jobs);
+    let mut results = futures::future::join_all(jobs.creates).await;
+    results.extend(
+        futures::stream::iter(jobs.applies)
+            .buffered(APPLY_PARALLELISM)
+            .collect::<Vec<_>>()
+            .await,
+    );
+    let mut report = Report::default();
+    let mut first: Option<Error> = None;
+    for (kind, name, result) in results {
+        report.keep(kind, &name);
+        match result {
+            Ok(change) => report.note(kind, &name, change),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Applied {
+        report,
+        result: first.map_or(Ok(()), Err),
+    }
 }

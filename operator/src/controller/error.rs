@@ -1,18 +1,159 @@
-//! The controller's errors. An invalid spec is not one of them: it is a normal outcome, reported
-//! in status, that waits for the user's next edit. These are the transient failures that are
-//! retried with backoff.
+//! The controller's errors, and the policy that decides how each is retried.
+//!
+//! An invalid spec is not one of them: it is a normal outcome, reported in status, that waits for
+//! the user's next edit. These are the failures of the calls to the API server. Each variant names
+//! what failed, and carries the API server's answer as data ([`ApiError`]), so the retry policy
+//! can tell a refusal that will repeat (400, 403, 422: wait for a change of the spec or the
+//! cluster) from one that may pass on the next try (409, 429, 5xx, no answer: back off and
+//! retry), and so what users read is the server's message, once, in words.
 
-/// A transient reconcile failure.
-#[derive(Debug, thiserror::Error)]
+use std::time::Duration;
+
+/// What the API server answered to a failed call, or why no answer came.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The API server answered with a failure `Status`.
+    #[error("{}", refusal_text(*code, reason, message))]
+    Refused {
+        /// The HTTP status code, e.g. 422.
+        code: u16,
+        /// The machine-readable reason, e.g. `Invalid`; may be empty.
+        reason: String,
+        /// The server's explanation, e.g. `... field is immutable`; may be empty.
+        message: String,
+    },
+    /// No answer: the connection, TLS, a timeout, or an answer that could not be read.
+    #[error("no answer from the API server: {message}")]
+    Transport {
+        /// The client's explanation, with its causes.
+        message: String,
+    },
+}
+
+fn refusal_text(code: u16, reason: &str, message: &str) -> String {
+    let status = if reason.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code} {reason}")
+    };
+    if message.is_empty() {
+        format!("the API server refused ({status})")
+    } else {
+        format!("the API server refused ({status}): {message}")
+    }
+}
+
+impl From<kube::Error> for ApiError {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) => ApiError::Refused {
+                code: s.code,
+                reason: s.reason,
+                message: s.message,
+            },
+            other => ApiError::Transport {
+                message: with_causes(&other),
+            },
+        }
+    }
+}
+
+/// An error's message followed by each cause that adds to it, separated by `: `.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+impl ApiError {
+    /// The HTTP status code of a refusal.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ApiError::Refused { code, .. } => Some(*code),
+            ApiError::Transport { .. } => None,
+        }
+    }
+
+    /// Whether the same request will be refused again until the spec or the cluster changes:
+    /// 400 Bad Request, 403 Forbidden (RBAC, a quota, admission), 422 Invalid.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self.code(), Some(400 | 403 | 422))
+    }
+
+    /// The category of the answer, for metrics.
+    pub fn category(&self) -> ErrorCategory {
+        match self.code() {
+            None => ErrorCategory::Transport,
+            Some(409) => ErrorCategory::Conflict,
+            Some(429) => ErrorCategory::Throttled,
+            Some(401 | 403) => ErrorCategory::Forbidden,
+            Some(404) => ErrorCategory::NotFound,
+            Some(400 | 422) => ErrorCategory::Rejected,
+            Some(c) if c >= 500 => ErrorCategory::Server,
+            Some(_) => ErrorCategory::Api,
+        }
+    }
+}
+
+/// A failed reconcile: what failed, and the API server's answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A call to the API server failed.
-    #[error("{action}: {source}")]
-    Kube {
-        /// What was being done, e.g. "apply Deployment shop-orders".
-        action: String,
-        /// The client's error.
+    /// A server-side apply of a child.
+    #[error("could not apply {kind} {name}: {source}")]
+    Apply {
+        /// The child's kind.
+        kind: &'static str,
+        /// The child's name.
+        name: String,
+        /// The answer.
         #[source]
-        source: kube::Error,
+        source: ApiError,
+    },
+    /// The creation of a create-only child (a database's credentials Secret).
+    #[error("could not create {kind} {name}: {source}")]
+    Create {
+        /// The child's kind.
+        kind: &'static str,
+        /// The child's name.
+        name: String,
+        /// The answer.
+        #[source]
+        source: ApiError,
+    },
+    /// The deletion of a child the spec no longer wants.
+    #[error("could not delete {kind} {name}, which the spec no longer wants: {source}")]
+    Prune {
+        /// The child's kind.
+        kind: &'static str,
+        /// The child's name.
+        name: String,
+        /// The answer.
+        #[source]
+        source: ApiError,
+    },
+    /// The write of the Application's status.
+    #[error("could not write the Application's status: {source}")]
+    Status {
+        /// The answer.
+        #[source]
+        source: ApiError,
+    },
+    /// Asking the API server whether it serves an optional API.
+    #[error("could not discover whether the cluster serves {api}: {source}")]
+    Discovery {
+        /// The API group/version, e.g. `monitoring.coreos.com/v1`.
+        api: String,
+        /// The answer.
+        #[source]
+        source: ApiError,
     },
 }
 
@@ -20,29 +161,118 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Wrap a client error with what was being done.
-    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
-        Error::Kube {
-            action: action.into(),
-            source,
+    /// The API server's answer.
+    pub fn answer(&self) -> &ApiError {
+        match self {
+            Error::Apply { source, .. }
+            | Error::Create { source, .. }
+            | Error::Prune { source, .. }
+            | Error::Status { source }
+            | Error::Discovery { source, .. } => source,
         }
     }
 
+    /// Whether retrying cannot help until the spec or the cluster changes (see
+    /// [`ApiError::is_permanent`]).
+    pub fn is_permanent(&self) -> bool {
+        self.answer().is_permanent()
+    }
+
     /// The error's category, the `category` label of `keelson_reconcile_errors_total`.
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> ErrorCategory {
+        self.answer().category()
+    }
+
+    /// How a reconcile that failed with this error is retried, after `failures` consecutive
+    /// transient failures of the same Application (this one included).
+    pub fn retry(&self, failures: u32) -> Retry {
+        if self.is_permanent() {
+            Retry::AwaitChange
+        } else {
+            Retry::After(backoff(failures))
+        }
+    }
+
+    /// What a status condition says will happen next.
+    pub fn next_step(&self) -> &'static str {
+        if self.is_permanent() {
+            "will retry when the spec or the cluster changes"
+        } else {
+            "retrying"
+        }
+    }
+}
+
+/// How a failed reconcile is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Not on a timer: when the Application or one of its children changes, on the periodic
+    /// resync, or when discovery finds a new API.
+    AwaitChange,
+    /// After this delay (a change still triggers a reconcile at once).
+    After(Duration),
+}
+
+/// The longest wait between retries of a transient failure.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The wait after `failures` consecutive transient failures: 1 s, 2 s, 4 s, ... up to
+/// [`MAX_BACKOFF`].
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(5);
+    Duration::from_secs(1 << exponent).min(MAX_BACKOFF)
+}
+
+/// The category of a failed reconcile, the `category` label of
+/// `keelson_reconcile_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// The spec is invalid (not an [`Error`]: a normal outcome).
+    InvalidSpec,
+    /// 409: someone else wrote the object at the same time.
+    Conflict,
+    /// 429: the API server asked to slow down.
+    Throttled,
+    /// 401, 403: not allowed (RBAC, a quota, an admission policy).
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 400, 422: the object was rejected as invalid.
+    Rejected,
+    /// 5xx.
+    Server,
+    /// Any other refusal.
+    Api,
+    /// No answer.
+    Transport,
+}
+
+impl ErrorCategory {
+    /// Every category, in the order metrics list them.
+    pub const ALL: [ErrorCategory; 9] = [
+        ErrorCategory::InvalidSpec,
+        ErrorCategory::Conflict,
+        ErrorCategory::Throttled,
+        ErrorCategory::Forbidden,
+        ErrorCategory::NotFound,
+        ErrorCategory::Rejected,
+        ErrorCategory::Server,
+        ErrorCategory::Api,
+        ErrorCategory::Transport,
+    ];
+
+    /// The label value, e.g. `conflict`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Error::Kube { source, .. } => match source {
-                kube::Error::Api(s) => match s.code {
-                    409 => "conflict",
-                    429 => "throttled",
-                    401 | 403 => "forbidden",
-                    404 => "not_found",
-                    400 | 422 => "rejected",
-                    c if c >= 500 => "server",
-                    _ => "api",
-                },
-                _ => "transport",
-            },
+            ErrorCategory::InvalidSpec => "invalid_spec",
+            ErrorCategory::Conflict => "conflict",
+            ErrorCategory::Throttled => "throttled",
+            ErrorCategory::Forbidden => "forbidden",
+            ErrorCategory::NotFound => "not_found",
+            ErrorCategory::Rejected => "rejected",
+            ErrorCategory::Server => "server",
+            ErrorCategory::Api => "api",
+            ErrorCategory::Transport => "transport",
         }
     }
 }
@@ -55,4 +285,141 @@ pub fn is_not_found(e: &kube::Error) -> bool {
 /// Whether a client error is a 409 AlreadyExists.
 pub fn is_already_exists(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            status: Some(kube::core::response::StatusSummary::Failure),
+            code,
+            message: message.into(),
+            metadata: Some(Default::default()),
+            reason: reason.into(),
+            details: None,
+        }))
+    }
+
+    fn apply_error(e: kube::Error) -> Error {
+        Error::Apply {
+            kind: "Deployment",
+            name: "shop-orders".into(),
+            source: e.into(),
+        }
+    }
+
+    /// Rust `Debug` output never reaches a user.
+    fn assert_words(text: &str) {
+        for debug in ["Status {", "ListMeta", "Some(", "None", "{ ", "\\\""] {
+            assert!(!text.contains(debug), "{debug:?} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn api_answers_read_as_words_with_the_servers_message_once() {
+        let cases = [
+            (
+                refused(
+                    403,
+                    "Forbidden",
+                    "deployments.apps \"shop-orders\" is forbidden: exceeded quota: compute, requested: limits.cpu=2, used: limits.cpu=8, limited: limits.cpu=8",
+                ),
+                "could not apply Deployment shop-orders: the API server refused (403 Forbidden): deployments.apps \"shop-orders\" is forbidden: exceeded quota: compute, requested: limits.cpu=2, used: limits.cpu=8, limited: limits.cpu=8",
+            ),
+            (
+                refused(
+                    422,
+                    "Invalid",
+                    "Deployment.apps \"shop-orders\" is invalid: spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"x\"}}: field is immutable",
+                ),
+                "could not apply Deployment shop-orders: the API server refused (422 Invalid): Deployment.apps \"shop-orders\" is invalid: spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"x\"}}: field is immutable",
+            ),
+            (
+                refused(
+                    409,
+                    "Conflict",
+                    "Operation cannot be fulfilled on deployments.apps \"shop-orders\": the object has been modified; please apply your changes to the latest version and try again",
+                ),
+                "could not apply Deployment shop-orders: the API server refused (409 Conflict): Operation cannot be fulfilled on deployments.apps \"shop-orders\": the object has been modified; please apply your changes to the latest version and try again",
+            ),
+            (
+                refused(
+                    500,
+                    "InternalError",
+                    "Internal error occurred: etcdserver: request timed out",
+                ),
+                "could not apply Deployment shop-orders: the API server refused (500 InternalError): Internal error occurred: etcdserver: request timed out",
+            ),
+            (
+                refused(503, "", ""),
+                "could not apply Deployment shop-orders: the API server refused (503)",
+            ),
+        ];
+        for (answer, want) in cases {
+            let text = apply_error(answer).to_string();
+            assert_eq!(text, want);
+            assert_words(&text);
+        }
+    }
+
+    #[test]
+    fn a_transport_failure_reads_as_words() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = apply_error(kube::Error::ReadEvents(io));
+        let text = e.to_string();
+        assert_eq!(
+            text,
+            "could not apply Deployment shop-orders: no answer from the API server: Error reading events stream: connection refused"
+        );
+        assert_words(&text);
+        assert_eq!(e.category(), ErrorCategory::Transport);
+        assert!(!e.is_permanent());
+    }
+
+    #[test]
+    fn refusals_that_will_repeat_wait_for_a_change() {
+        for code in [400, 403, 422] {
+            let e = apply_error(refused(code, "", ""));
+            assert!(e.is_permanent(), "{code}");
+            assert_eq!(e.retry(1), Retry::AwaitChange, "{code}");
+            assert_eq!(e.retry(7), Retry::AwaitChange, "{code}");
+            assert_eq!(
+                e.next_step(),
+                "will retry when the spec or the cluster changes"
+            );
+        }
+    }
+
+    #[test]
+    fn transient_failures_back_off_from_one_second_to_thirty() {
+        for code in [409, 429, 500, 503, 504] {
+            let e = apply_error(refused(code, "", ""));
+            assert!(!e.is_permanent(), "{code}");
+            let waits: Vec<u64> = (1..=8)
+                .map(|n| match e.retry(n) {
+                    Retry::After(d) => d.as_secs(),
+                    Retry::AwaitChange => panic!("{code} waits for a change"),
+                })
+                .collect();
+            assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30], "{code}");
+            assert_eq!(e.next_step(), "retrying");
+        }
+    }
+
+    #[test]
+    fn every_answer_has_a_category() {
+        let category = |code| apply_error(refused(code, "", "")).category();
+        assert_eq!(category(409), ErrorCategory::Conflict);
+        assert_eq!(category(429), ErrorCategory::Throttled);
+        assert_eq!(category(403), ErrorCategory::Forbidden);
+        assert_eq!(category(404), ErrorCategory::NotFound);
+        assert_eq!(category(422), ErrorCategory::Rejected);
+        assert_eq!(category(500), ErrorCategory::Server);
+        assert_eq!(category(418), ErrorCategory::Api);
+        let labels: std::collections::BTreeSet<_> =
+            ErrorCategory::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels.len(), ErrorCategory::ALL.len());
+    }
 }

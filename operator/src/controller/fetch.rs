@@ -43,7 +43,10 @@ async fn serves<K: kube::Resource<DynamicType = ()>>(client: &Client) -> Result<
             .iter()
             .any(|(r, _)| r.plural == K::plural(&()))),
         Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(Error::kube(format!("discover {}", gv.api_version()), e)),
+        Err(e) => Err(Error::Discovery {
+            api: gv.api_version(),
+            source: e.into(),
+        }),
     }
 }
 

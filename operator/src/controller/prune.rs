@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use futures::future::BoxFuture;
 use kube::{Api, api::DeleteParams};
 
 use super::{
@@ -12,7 +13,7 @@ use super::{
     error::{Error, Result, is_not_found},
     watch::{Child, KindStores},
 };
-use crate::kinds::kind_name;
+use crate::kinds::{Children, KindVisitor, Registered, for_each_kind, kind_name};
 
 /// Deletes owned children that were not applied this pass.
 pub struct Pruner<'a> {
@@ -69,7 +70,10 @@ impl<'a> Pruner<'a> {
             match api.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return (pruned, Err(Error::kube(format!("prune {kind} {name}"), e))),
+                Err(e) => {
+                    let source = e.into();
+                    return (pruned, Err(Error::Prune { kind, name, source }));
+                }
             }
             self.ctx
                 .metrics
@@ -79,5 +83,44 @@ impl<'a> Pruner<'a> {
             pruned.push(format!("{kind}/{name}"));
         }
         (pruned, Ok(()))
+    }
+}
+
+/// What one pass of prune deleted, and its failure.
+#[derive(Debug)]
+pub struct Pruned {
+    /// What was deleted, as `Kind/name`.
+    pub pruned: Vec<String>,
+    /// The failure that ended the pass.
+    pub result: Result<()>,
+}
+
+/// Prune every kind, in registry order, except a kind set aside this pass (its API is not
+/// served) or whose watch has not listed everything yet: what such a watch lacks may still
+/// exist. Stops at the first failure.
+pub async fn prune_all(p: &Pruner<'_>, c: &Children) -> Pruned {
+    type PruneJob<'a> = BoxFuture<'a, (Vec<String>, Result<()>)>;
+    struct Jobs<'a>(&'a Pruner<'a>, &'a Children, Vec<PruneJob<'a>>);
+    impl KindVisitor for Jobs<'_> {
+        fn visit<K: Registered>(&mut self) {
+            let stores = K::stores(&self.0.context().stores);
+            if stores.synced() && !self.1.skipped_kind::<K>() {
+                self.2.push(Box::pin(self.0.prune(stores)));
+            }
+        }
+    }
+    let mut jobs = Jobs(p, c, Vec::new());
+    for_each_kind(&mut jobs);
+    let mut pruned = Vec::new();
+    for job in jobs.2 {
+        let (names, result) = job.await;
+        pruned.extend(names);
+        if result.is_err() {
+            return Pruned { pruned, result };
+        }
+    }
+    Pruned {
+        pruned,
+        result: Ok(()),
     }
 }

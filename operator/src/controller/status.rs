@@ -106,27 +106,7 @@ pub fn compute(
         out: Vec::new(),
     };
     let (model, skipped, error) = match outcome {
-        Outcome::Invalid(invalid) => {
-            let msg = format!("invalid spec, nothing was changed: {invalid}");
-            c.set(READY, false, INVALID_SPEC, msg.clone());
-            c.set(
-                PROGRESSING,
-                false,
-                INVALID_SPEC,
-                "waiting for a valid spec".into(),
-            );
-            c.set(DEGRADED, true, INVALID_SPEC, msg);
-            if let Some(apis) = old.conditions.iter().find(|x| x.type_ == APIS_AVAILABLE) {
-                c.out.push(apis.clone());
-            }
-            c.out.sort_by(|a, b| a.type_.cmp(&b.type_));
-            // The running stack is untouched: keep the last roll-up.
-            return ApplicationStatus {
-                observed_generation: app.metadata.generation,
-                conditions: c.out,
-                ..old
-            };
-        }
+        Outcome::Invalid(invalid) => return invalid_status(c, app, invalid, old.clone()),
         Outcome::Applied { model, skipped } => (*model, *skipped, None),
         Outcome::Failed {
             model,
@@ -134,128 +114,18 @@ pub fn compute(
             error,
         } => (*model, *skipped, Some(*error)),
     };
-
-    let ns = &model.namespace;
-    let services: Vec<ServiceStatus> = model
-        .services
-        .iter()
-        .map(|s| {
-            let d = ctx.stores.deployments.get(ns, &s.object_name);
-            deployment_status(&s.spec.name, s.replicas, d.as_ref())
-        })
-        .collect();
-    let databases: Vec<DatabaseStatus> = model
-        .databases
-        .iter()
-        .map(|db| DatabaseStatus {
-            name: db.spec.name.clone(),
-            ready: ctx
-                .stores
-                .stateful_sets
-                .get(ns, &db.object_name)
-                .is_some_and(|s| stateful_set_ready(&s)),
-            secret_name: db.secret_name.clone(),
-        })
-        .collect();
-    let gateway = model.gateway.as_ref().map(|g| {
-        let kind = match g.kind {
-            GatewayKind::Ingress { .. } => "Ingress",
-            GatewayKind::HttpRoute { .. } => "HTTPRoute",
-        };
-        GatewayStatus {
-            kind: kind.into(),
-            name: model.name.clone(),
-            created: !skipped.iter().any(|s| s.kind == kind),
-        }
-    });
-
-    let waiting: Vec<String> = services
-        .iter()
-        .filter(|s| !s.ready)
-        .map(|s| {
-            format!(
-                "{} ({}/{} ready)",
-                s.name, s.ready_replicas, s.desired_replicas
-            )
-        })
-        .chain(
-            databases
-                .iter()
-                .filter(|d| !d.ready)
-                .map(|d| d.name.clone()),
-        )
-        .collect();
-    let ready = waiting.is_empty();
-    if let Some(e) = error {
-        // Some children may be missing or stale: not Ready, whatever the workloads say.
-        c.set(
-            READY,
-            false,
-            "ApplyFailed",
-            format!("not every child is in place: {e}; retrying"),
-        );
-        c.set(
-            PROGRESSING,
-            true,
-            "ApplyFailed",
-            "retrying the apply".into(),
-        );
-    } else if ready {
-        c.set(
-            READY,
-            true,
-            "Ready",
-            format!(
-                "all {} services and {} databases are ready",
-                services.len(),
-                databases.len()
-            ),
-        );
-        c.set(
-            PROGRESSING,
-            false,
-            "Complete",
-            "every workload is rolled out and available".into(),
-        );
-    } else {
-        let msg = format!("waiting for {}", waiting.join(", "));
-        c.set(READY, false, "WaitingForWorkloads", msg.clone());
-        c.set(PROGRESSING, true, "RollingOut", msg);
-    }
+    let rollup = RollUp::observe(ctx, model, skipped);
     match error {
-        Some(e) => c.set(DEGRADED, true, "ApplyFailed", format!("{e}; retrying")),
-        None => c.set(
-            DEGRADED,
-            false,
-            "AsExpected",
-            "every child was applied".into(),
-        ),
+        Some(e) => set_failed(&mut c, e),
+        None => set_progress(&mut c, &rollup),
     }
-    if skipped.is_empty() {
-        c.set(
-            APIS_AVAILABLE,
-            true,
-            "AllServed",
-            "the cluster serves every API the spec needs".into(),
-        );
-    } else {
-        let msg = skipped
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} {} skipped: the cluster does not serve {}; install its CRDs and Keelson creates {} within a minute",
-                    s.kind,
-                    s.names.join(", "),
-                    s.api,
-                    if s.names.len() > 1 { "them" } else { "it" }
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        c.set(APIS_AVAILABLE, false, "APINotServed", msg);
-    }
+    set_apis_available(&mut c, skipped);
     c.out.sort_by(|a, b| a.type_.cmp(&b.type_));
-
+    let RollUp {
+        services,
+        databases,
+        gateway,
+    } = rollup;
     ApplicationStatus {
         observed_generation: app.metadata.generation,
         conditions: c.out,
@@ -269,6 +139,164 @@ pub fn compute(
         databases,
         gateway,
     }
+}
+
+/// An invalid spec: the conditions say why; the running stack is untouched, so the last
+/// roll-up stays.
+fn invalid_status(
+    mut c: Conditions<'_>,
+    app: &Application,
+    invalid: &InvalidSpec,
+    old: ApplicationStatus,
+) -> ApplicationStatus {
+    let msg = format!("invalid spec, nothing was changed: {invalid}");
+    c.set(READY, false, INVALID_SPEC, msg.clone());
+    let waiting = "waiting for a valid spec".to_string();
+    c.set(PROGRESSING, false, INVALID_SPEC, waiting);
+    c.set(DEGRADED, true, INVALID_SPEC, msg);
+    if let Some(apis) = old.conditions.iter().find(|x| x.type_ == APIS_AVAILABLE) {
+        c.out.push(apis.clone());
+    }
+    c.out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    ApplicationStatus {
+        observed_generation: app.metadata.generation,
+        conditions: c.out,
+        ..old
+    }
+}
+
+/// What the watches show of the workloads and the gateway.
+struct RollUp {
+    services: Vec<ServiceStatus>,
+    databases: Vec<DatabaseStatus>,
+    gateway: Option<GatewayStatus>,
+}
+
+impl RollUp {
+    fn observe(ctx: &Context, model: &Model, skipped: &[Skipped]) -> Self {
+        let ns = &model.namespace;
+        let services = model
+            .services
+            .iter()
+            .map(|s| {
+                let d = ctx.stores.deployments.get(ns, &s.object_name);
+                deployment_status(&s.spec.name, s.replicas, d.as_ref())
+            })
+            .collect();
+        let databases = model
+            .databases
+            .iter()
+            .map(|db| DatabaseStatus {
+                name: db.spec.name.clone(),
+                ready: ctx
+                    .stores
+                    .stateful_sets
+                    .get(ns, &db.object_name)
+                    .is_some_and(|s| stateful_set_ready(&s)),
+                secret_name: db.secret_name.clone(),
+            })
+            .collect();
+        let gateway = model.gateway.as_ref().map(|g| {
+            let kind = match g.kind {
+                GatewayKind::Ingress { .. } => "Ingress",
+                GatewayKind::HttpRoute { .. } => "HTTPRoute",
+            };
+            GatewayStatus {
+                kind: kind.into(),
+                name: model.name.clone(),
+                created: !skipped.iter().any(|s| s.kind == kind),
+            }
+        });
+        RollUp {
+            services,
+            databases,
+            gateway,
+        }
+    }
+
+    /// What is not ready yet, e.g. `orders (1/3 ready)`.
+    fn waiting(&self) -> Vec<String> {
+        let services = self.services.iter().filter(|s| !s.ready).map(|s| {
+            format!(
+                "{} ({}/{} ready)",
+                s.name, s.ready_replicas, s.desired_replicas
+            )
+        });
+        let databases = self
+            .databases
+            .iter()
+            .filter(|d| !d.ready)
+            .map(|d| d.name.clone());
+        services.chain(databases).collect()
+    }
+}
+
+/// Ready, Progressing and Degraded after a failed apply or prune: some children may be missing
+/// or stale, so not Ready, whatever the workloads say.
+fn set_failed(c: &mut Conditions<'_>, e: &Error) {
+    let next = e.next_step();
+    let msg = format!("not every child is in place: {e}; {next}");
+    c.set(READY, false, "ApplyFailed", msg);
+    if e.is_permanent() {
+        let msg = "waiting for a change of the spec or the cluster".to_string();
+        c.set(PROGRESSING, false, "ApplyFailed", msg);
+    } else {
+        c.set(
+            PROGRESSING,
+            true,
+            "ApplyFailed",
+            "retrying the apply".into(),
+        );
+    }
+    c.set(DEGRADED, true, "ApplyFailed", format!("{e}; {next}"));
+}
+
+/// Ready, Progressing and Degraded after a complete apply: the workloads' roll-out.
+fn set_progress(c: &mut Conditions<'_>, rollup: &RollUp) {
+    let waiting = rollup.waiting();
+    if waiting.is_empty() {
+        let msg = format!(
+            "all {} services and {} databases are ready",
+            rollup.services.len(),
+            rollup.databases.len()
+        );
+        c.set(READY, true, "Ready", msg);
+        let msg = "every workload is rolled out and available".to_string();
+        c.set(PROGRESSING, false, "Complete", msg);
+    } else {
+        let msg = format!("waiting for {}", waiting.join(", "));
+        c.set(READY, false, "WaitingForWorkloads", msg.clone());
+        c.set(PROGRESSING, true, "RollingOut", msg);
+    }
+    c.set(
+        DEGRADED,
+        false,
+        "AsExpected",
+        "every child was applied".into(),
+    );
+}
+
+/// APIsAvailable: whether the cluster serves every API the spec needs.
+fn set_apis_available(c: &mut Conditions<'_>, skipped: &[Skipped]) {
+    if skipped.is_empty() {
+        let msg = "the cluster serves every API the spec needs".to_string();
+        c.set(APIS_AVAILABLE, true, "AllServed", msg);
+        return;
+    }
+    let msg = skipped
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} skipped: the cluster does not serve {}; install its CRDs and Keelson creates {} within a minute",
+                s.kind,
+                s.names.join(", "),
+                s.api,
+                if s.names.len() > 1 { "them" } else { "it" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    c.set(APIS_AVAILABLE, false, "APINotServed", msg);
 }
 
 fn deployment_status(name: &str, replicas: Replicas, d: Option<&Observed>) -> ServiceStatus {
@@ -318,7 +346,7 @@ pub async fn write(ctx: &Context, app: &Application, status: ApplicationStatus) 
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|e| Error::kube("write status", e))?;
+    .map_err(|e| Error::Status { source: e.into() })?;
     ctx.metrics.status_writes.inc();
     Ok(true)
 }

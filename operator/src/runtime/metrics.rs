@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
+use crate::controller::error::ErrorCategory;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -23,7 +24,7 @@ pub struct ResultLabel {
 /// Label: an error's category.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CategoryLabel {
-    /// See `controller::Error::category`.
+    /// See `controller::error::ErrorCategory`.
     pub category: &'static str,
 }
 
@@ -43,18 +44,6 @@ pub struct BuildLabel {
 
 /// Values of the `result` label.
 pub const RESULTS: [&str; 3] = ["success", "invalid_spec", "error"];
-/// Values of the `category` label (see `controller::Error::category`).
-pub const ERROR_CATEGORIES: [&str; 9] = [
-    "invalid_spec",
-    "conflict",
-    "throttled",
-    "forbidden",
-    "not_found",
-    "rejected",
-    "server",
-    "api",
-    "transport",
-];
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -149,8 +138,10 @@ impl Metrics {
         for result in RESULTS {
             let _ = m.reconciles.get_or_create(&ResultLabel { result });
         }
-        for category in ERROR_CATEGORIES {
-            let _ = m.errors.get_or_create(&CategoryLabel { category });
+        for category in ErrorCategory::ALL {
+            let _ = m.errors.get_or_create(&CategoryLabel {
+                category: category.as_str(),
+            });
         }
         for kind in crate::kinds::all().into_iter().map(|k| k.kind) {
             let _ = m.applied.get_or_create(&KindLabel { kind });
@@ -158,6 +149,12 @@ impl Metrics {
             let _ = m.drift_repairs.get_or_create(&KindLabel { kind });
         }
         Metrics { registry, ..m }
+    }
+
+    /// Count one failed reconcile (or invalid spec) of `category`.
+    pub fn count_error(&self, category: ErrorCategory) {
+        let category = category.as_str();
+        self.errors.get_or_create(&CategoryLabel { category }).inc();
     }
 
     /// The metrics in the Prometheus text format.

@@ -2,6 +2,7 @@
 //! controller, with a graceful shutdown on SIGTERM.
 
 pub mod admin;
+pub mod controllers;
 pub mod leader;
 pub mod metrics;
 
@@ -10,7 +11,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use crate::controller::{self, ControllerConfig, watch::Scope};
+use crate::controller::{ControllerConfig, watch::Scope};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -219,7 +220,7 @@ pub async fn run_operator(
     let Some(lease) = lease else {
         metrics.leader.set(1);
         let ready = admin.clone();
-        return controller::run(client, config, metrics, shutdown, move || {
+        return controllers::run(client, config, metrics, shutdown, move || {
             ready.set_ready(true)
         })
         .await;
@@ -254,7 +255,7 @@ pub async fn run_operator(
         }
     };
     let ready = admin.clone();
-    let result = controller::run(client, config, metrics.clone(), stop, move || {
+    let result = controllers::run(client, config, metrics.clone(), stop, move || {
         ready.set_ready(true)
     })
     .await;

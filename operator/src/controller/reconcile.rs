@@ -1,0 +1,247 @@
+//! One reconcile of one Application, as its named steps: fetch, validate, build, apply, prune,
+//! status; and the error policy that decides how a failed reconcile is retried.
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use kube::{
+    ResourceExt,
+    runtime::{controller::Action, events::EventType},
+};
+
+use super::{
+    Context,
+    apply::{self, Applied},
+    error::{Error, ErrorCategory, Result, Retry},
+    events, fetch,
+    prune::{self, Pruned},
+    status,
+};
+use crate::{
+    api::{Application, InvalidSpec, Model, validate},
+    build::{self, ApiCapabilities, Children, Credentials},
+    runtime::metrics::ResultLabel,
+};
+
+/// How a reconcile that did not fail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every child was applied (and the unwanted ones pruned).
+    Applied,
+    /// The spec is invalid: nothing was changed, status says why.
+    InvalidSpec,
+    /// The Application is being deleted: the garbage collector removes its children.
+    Deleting,
+}
+
+impl Outcome {
+    /// The `result` label of `keelson_reconciles_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Applied | Outcome::Deleting => "success",
+            Outcome::InvalidSpec => "invalid_spec",
+        }
+    }
+}
+
+/// Reconcile one Application, and count it.
+pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_steps(&app, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let label = match &result {
+        Ok(outcome) => {
+            ctx.failures.lock().expect("lock").remove(&uid(&app));
+            outcome.label()
+        }
+        Err(e) => {
+            ctx.metrics.count_error(e.category());
+            "error"
+        }
+    };
+    let reconciles = &ctx.metrics.reconciles;
+    reconciles
+        .get_or_create(&ResultLabel { result: label })
+        .inc();
+    result.map(|outcome| match outcome {
+        Outcome::InvalidSpec => Action::await_change(),
+        Outcome::Applied | Outcome::Deleting => Action::requeue(ctx.config.resync),
+    })
+}
+
+/// fetch -> validate -> build -> apply -> prune -> status.
+async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
+    if app.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the children through their owner references.
+        return Ok(Outcome::Deleting);
+    }
+    let model = match validate_spec(ctx, app) {
+        Ok(model) => model,
+        Err(invalid) => {
+            report_invalid(ctx, app, &invalid).await?;
+            return Ok(Outcome::InvalidSpec);
+        }
+    };
+    let fetched = fetch_inputs(ctx, &model);
+    let children = build_children(app, &model, &fetched);
+    let target = Target::of(app);
+    let applier = apply::Applier::new(ctx, &target.uid, &target.namespace);
+    let applied = apply::apply_all(&applier, &children).await;
+    let pruned = prune_unwanted(ctx, &target, &children, &applied).await;
+    report(ctx, app, &model, &children, applied, pruned).await?;
+    Ok(Outcome::Applied)
+}
+
+fn uid(app: &Application) -> String {
+    app.uid().unwrap_or_default()
+}
+
+/// The Application whose children a pass writes.
+struct Target {
+    uid: String,
+    namespace: String,
+}
+
+impl Target {
+    fn of(app: &Application) -> Self {
+        Target {
+            uid: uid(app),
+            namespace: app.namespace().unwrap_or_default(),
+        }
+    }
+}
+
+/// validate: the spec against the schema and CEL rules (once per generation: the spec changes
+/// only with it), then Keelson's own rules.
+fn validate_spec(ctx: &Context, app: &Application) -> Result<Model, InvalidSpec> {
+    let uid = uid(app);
+    let generation = app.metadata.generation.unwrap_or_default();
+    let checked = ctx.schema_checked.lock().expect("lock").get(&uid) == Some(&generation);
+    if checked {
+        return validate::validate_schema_checked(app);
+    }
+    let model = validate::validate(app)?;
+    ctx.schema_checked
+        .lock()
+        .expect("lock")
+        .insert(uid, generation);
+    Ok(model)
+}
+
+/// An invalid spec: status and a Warning Event say why; nothing is applied or pruned.
+async fn report_invalid(ctx: &Context, app: &Application, invalid: &InvalidSpec) -> Result<()> {
+    ctx.metrics.count_error(ErrorCategory::InvalidSpec);
+    let st = status::compute(ctx, app, &status::Outcome::Invalid(invalid), status::now());
+    if status::write(ctx, app, st).await? {
+        let note = format!("nothing was changed: {invalid}");
+        events::publish(
+            ctx,
+            app,
+            EventType::Warning,
+            "InvalidSpec",
+            "Validate",
+            note,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// What build needs from the cluster besides the model.
+struct Fetched {
+    caps: ApiCapabilities,
+    new_credentials: BTreeMap<String, Credentials>,
+}
+
+/// fetch: the optional APIs served, and fresh credentials for the databases whose Secret does
+/// not exist (both from memory: discovery and the watches keep them).
+fn fetch_inputs(ctx: &Context, model: &Model) -> Fetched {
+    Fetched {
+        caps: ctx.caps(),
+        new_credentials: fetch::missing_credentials(ctx, model),
+    }
+}
+
+/// build: every desired child (pure).
+fn build_children(app: &Application, model: &Model, fetched: &Fetched) -> Children {
+    let owner = build::labels::owner_reference(&app.name_any(), &uid(app));
+    build::build(model, &owner, fetched.caps, &fetched.new_credentials)
+}
+
+/// prune: only after a complete apply, so a failed apply never deletes anything.
+async fn prune_unwanted(
+    ctx: &Context,
+    target: &Target,
+    children: &Children,
+    applied: &Applied,
+) -> Pruned {
+    match &applied.result {
+        Ok(()) => {
+            let pruner = prune::Pruner::new(ctx, &target.uid, &target.namespace, &applied.report);
+            prune::prune_all(&pruner, children).await
+        }
+        Err(e) => Pruned {
+            pruned: Vec::new(),
+            result: Err(e.clone()),
+        },
+    }
+}
+
+/// status: computed from what was applied and observed, written with the Events of what
+/// changed (independent writes, sent together); a failure also as a Warning Event.
+async fn report(
+    ctx: &Context,
+    app: &Application,
+    model: &Model,
+    children: &Children,
+    applied: Applied,
+    pruned: Pruned,
+) -> Result<()> {
+    // A failed apply is carried in `pruned.result` (prune did not run).
+    let result = pruned.result;
+    let skipped = &children.skipped;
+    let outcome = match &result {
+        Ok(()) => status::Outcome::Applied { model, skipped },
+        Err(error) => status::Outcome::Failed {
+            model,
+            skipped,
+            error,
+        },
+    };
+    let st = status::compute(ctx, app, &outcome, status::now());
+    let announce = events::announce(ctx, app, &applied.report, &pruned.pruned);
+    let ((), wrote) = futures::join!(announce, status::write(ctx, app, st));
+    if let Err(e) = &result {
+        let note = e.to_string();
+        events::publish(ctx, app, EventType::Warning, "ApplyFailed", "Apply", note).await;
+    }
+    result?;
+    wrote.map(|_| ())
+}
+
+/// How a failed reconcile is retried: a refusal that will repeat waits for a change of the spec
+/// or the cluster (a watch event, the periodic resync, a newly served API); anything else backs
+/// off exponentially, 1 s to 30 s (a watch event still triggers a reconcile at once).
+pub fn error_policy(app: Arc<Application>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = uid(&app);
+    let mut failures = ctx.failures.lock().expect("lock");
+    let retry = if err.is_permanent() {
+        failures.remove(&key);
+        err.retry(0)
+    } else {
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        err.retry(*n)
+    };
+    match retry {
+        Retry::AwaitChange => {
+            tracing::warn!(app = %app.name_any(), error = %err, "reconcile failed; waiting for a change of the spec or the cluster");
+            Action::await_change()
+        }
+        Retry::After(delay) => {
+            tracing::warn!(app = %app.name_any(), error = %err, retry_in_seconds = delay.as_secs(), "reconcile failed");
+            Action::requeue(delay)
+        }
+    }
+}
