@@ -137,59 +137,111 @@ fn engine_name(engine: Engine) -> &'static str {
 /// The database's single-replica StatefulSet with a `data` volume claim.
 pub fn stateful_set(ctx: &Ctx, db: &DatabaseModel) -> StatefulSet {
     let app = &ctx.model.name;
+    StatefulSet {
+        metadata: ctx.meta(&db.object_name, &db.spec.name, labels::Role::Database),
+        spec: StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(db.object_name.clone()),
+            selector: labels::selector(app, &db.spec.name),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(if db.delete_volume { "Delete" } else { "Retain" }.into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels::labels(app, &db.spec.name, labels::Role::Database)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container(db)],
+                    security_context: Some(pod::pod_security(
+                        Some(DATABASE_UID),
+                        Some(DATABASE_UID),
+                    )),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![data_claim(app, db)]),
+            ..StatefulSetSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// How an engine's image is run: its environment (credentials from the Secret), where it keeps
+/// its data, its arguments and the command that tells it is ready.
+struct EngineRun {
+    env: Vec<EnvVar>,
+    data_path: &'static str,
+    args: Option<Vec<String>>,
+    ready_command: Vec<String>,
+}
+
+fn engine_run(engine: Engine, secret: &str) -> EngineRun {
+    match engine {
+        Engine::Postgres => EngineRun {
+            env: vec![
+                pod::secret_env("POSTGRES_USER", secret, "username"),
+                pod::secret_env("POSTGRES_PASSWORD", secret, "password"),
+                pod::secret_env("POSTGRES_DB", secret, "database"),
+                literal_env("PGDATA", "/var/lib/postgresql/data/pgdata"),
+            ],
+            data_path: "/var/lib/postgresql/data",
+            args: None,
+            ready_command: sh("pg_isready -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -h 127.0.0.1"),
+        },
+        Engine::Mysql => EngineRun {
+            env: vec![
+                pod::secret_env("MYSQL_USER", secret, "username"),
+                pod::secret_env("MYSQL_PASSWORD", secret, "password"),
+                pod::secret_env("MYSQL_DATABASE", secret, "database"),
+                pod::secret_env("MYSQL_ROOT_PASSWORD", secret, "root-password"),
+            ],
+            data_path: "/var/lib/mysql",
+            args: None,
+            ready_command: sh(
+                "mysqladmin ping -h 127.0.0.1 -u\"$MYSQL_USER\" -p\"$MYSQL_PASSWORD\"",
+            ),
+        },
+        Engine::Redis => EngineRun {
+            env: vec![pod::secret_env("REDIS_PASSWORD", secret, "password")],
+            data_path: "/data",
+            args: Some(vec![
+                "--requirepass".into(),
+                "$(REDIS_PASSWORD)".into(),
+                "--appendonly".into(),
+                "yes".into(),
+            ]),
+            ready_command: sh(
+                "redis-cli -a \"$REDIS_PASSWORD\" --no-auth-warning ping | grep -q PONG",
+            ),
+        },
+    }
+}
+
+/// The database's one container.
+fn container(db: &DatabaseModel) -> Container {
     let engine = db.spec.engine;
-    let secret = &db.secret_name;
-    let (env, mount_path, args, ready_cmd): (Vec<EnvVar>, &str, Option<Vec<String>>, Vec<String>) =
-        match engine {
-            Engine::Postgres => (
-                vec![
-                    pod::secret_env("POSTGRES_USER", secret, "username"),
-                    pod::secret_env("POSTGRES_PASSWORD", secret, "password"),
-                    pod::secret_env("POSTGRES_DB", secret, "database"),
-                    literal_env("PGDATA", "/var/lib/postgresql/data/pgdata"),
-                ],
-                "/var/lib/postgresql/data",
-                None,
-                sh("pg_isready -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -h 127.0.0.1"),
-            ),
-            Engine::Mysql => (
-                vec![
-                    pod::secret_env("MYSQL_USER", secret, "username"),
-                    pod::secret_env("MYSQL_PASSWORD", secret, "password"),
-                    pod::secret_env("MYSQL_DATABASE", secret, "database"),
-                    pod::secret_env("MYSQL_ROOT_PASSWORD", secret, "root-password"),
-                ],
-                "/var/lib/mysql",
-                None,
-                sh("mysqladmin ping -h 127.0.0.1 -u\"$MYSQL_USER\" -p\"$MYSQL_PASSWORD\""),
-            ),
-            Engine::Redis => (
-                vec![pod::secret_env("REDIS_PASSWORD", secret, "password")],
-                "/data",
-                Some(vec![
-                    "--requirepass".into(),
-                    "$(REDIS_PASSWORD)".into(),
-                    "--appendonly".into(),
-                    "yes".into(),
-                ]),
-                sh("redis-cli -a \"$REDIS_PASSWORD\" --no-auth-warning ping | grep -q PONG"),
-            ),
-        };
-    let container = Container {
+    let run = engine_run(engine, &db.secret_name);
+    Container {
         name: engine_name(engine).into(),
         image: Some(db.image.clone()),
-        args,
+        args: run.args,
         ports: Some(vec![ContainerPort {
             name: Some(engine_name(engine).into()),
             container_port: engine_port(engine),
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        env: Some(env),
+        env: Some(run.env),
         resources: pod::resources(db.spec.resources.as_ref()),
         readiness_probe: Some(Probe {
             exec: Some(ExecAction {
-                command: Some(ready_cmd),
+                command: Some(run.ready_command),
             }),
             period_seconds: Some(10),
             timeout_seconds: Some(5),
@@ -198,12 +250,16 @@ pub fn stateful_set(ctx: &Ctx, db: &DatabaseModel) -> StatefulSet {
         security_context: Some(pod::container_security(false)),
         volume_mounts: Some(vec![VolumeMount {
             name: "data".into(),
-            mount_path: mount_path.into(),
+            mount_path: run.data_path.into(),
             ..VolumeMount::default()
         }]),
         ..Container::default()
-    };
-    let claim = PersistentVolumeClaim {
+    }
+}
+
+/// The claim template of the database's volume (immutable once the StatefulSet exists).
+fn data_claim(app: &str, db: &DatabaseModel) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some("data".into()),
             labels: Some(labels::labels(app, &db.spec.name, labels::Role::Database)),
@@ -225,39 +281,6 @@ pub fn stateful_set(ctx: &Ctx, db: &DatabaseModel) -> StatefulSet {
             }),
             ..PersistentVolumeClaimSpec::default()
         }),
-        status: None,
-    };
-    StatefulSet {
-        metadata: ctx.meta(&db.object_name, &db.spec.name, labels::Role::Database),
-        spec: StatefulSetSpec {
-            replicas: Some(1),
-            service_name: Some(db.object_name.clone()),
-            selector: labels::selector(app, &db.spec.name),
-            persistent_volume_claim_retention_policy: Some(
-                StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some(if db.delete_volume { "Delete" } else { "Retain" }.into()),
-                    when_scaled: Some("Retain".into()),
-                },
-            ),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels::labels(app, &db.spec.name, labels::Role::Database)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    security_context: Some(pod::pod_security(
-                        Some(DATABASE_UID),
-                        Some(DATABASE_UID),
-                    )),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    ..PodSpec::default()
-                }),
-            },
-            volume_claim_templates: Some(vec![claim]),
-            ..StatefulSetSpec::default()
-        },
         status: None,
     }
 }

@@ -447,6 +447,39 @@ fn owner_ref(namespace: &str, owner: &Owner) -> ObjectRef<Application> {
     ObjectRef::new(&owner.name).within(namespace)
 }
 
+/// Replace the index of `scope` with a complete list; returns the (namespace, owner) of every
+/// child that went, came or changed in a way that matters, and of the former owner of a child
+/// whose owner changed.
+fn replace_all(scope: &ScopeIndex, fresh: HashMap<Key, Observed>) -> Vec<(String, Option<Owner>)> {
+    let mut touched = Vec::new();
+    let mut index = scope.write();
+    let gone: Vec<Key> = index
+        .objects
+        .keys()
+        .filter(|k| !fresh.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        if let Some(old) = index.remove(&key) {
+            touched.push((key.0, old.owner));
+        }
+    }
+    for (key, obs) in fresh {
+        let ns = key.0.clone();
+        let owner = obs.owner.clone();
+        let old = index.insert(key, obs.clone());
+        if old.as_ref().is_none_or(|old| old.differs(&obs)) {
+            touched.push((ns.clone(), owner.clone()));
+        }
+        if let Some(old_owner) = old.and_then(|o| o.owner)
+            && Some(&old_owner) != owner.as_ref()
+        {
+            touched.push((ns, Some(old_owner)));
+        }
+    }
+    touched
+}
+
 /// Apply a watch's events to `scope`, and tell `owners` which Applications to reconcile. The
 /// first list only fills the index (every Application is reconciled at start anyway); a relist
 /// after a dropped watch reports what changed or went while the watch was down.
@@ -477,36 +510,8 @@ async fn follow<T, S>(
                 true
             }
             Ok(watcher::Event::InitDone) => {
-                let fresh = relist.take().unwrap_or_default();
                 let first = !*scope.ready.borrow();
-                let mut touched = Vec::new();
-                {
-                    let mut index = scope.write();
-                    let gone: Vec<Key> = index
-                        .objects
-                        .keys()
-                        .filter(|k| !fresh.contains_key(*k))
-                        .cloned()
-                        .collect();
-                    for key in gone {
-                        if let Some(old) = index.remove(&key) {
-                            touched.push((key.0, old.owner));
-                        }
-                    }
-                    for (key, obs) in fresh {
-                        let ns = key.0.clone();
-                        let owner = obs.owner.clone();
-                        let old = index.insert(key, obs.clone());
-                        if old.as_ref().is_none_or(|old| old.differs(&obs)) {
-                            touched.push((ns.clone(), owner.clone()));
-                        }
-                        if let Some(old_owner) = old.and_then(|o| o.owner)
-                            && Some(&old_owner) != owner.as_ref()
-                        {
-                            touched.push((ns, Some(old_owner)));
-                        }
-                    }
-                }
+                let touched = replace_all(&scope, relist.take().unwrap_or_default());
                 scope.ready.send_replace(true);
                 first || touched.iter().all(|(ns, owner)| notify(ns, owner.as_ref()))
             }

@@ -11,7 +11,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
 /// Label: a reconcile's result.
@@ -75,58 +75,40 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("keelson");
+        let mut r = Registry::with_prefix("keelson");
         let m = Metrics {
-            reconciles: Family::default(),
-            errors: Family::default(),
-            duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            applied: Family::default(),
-            pruned: Family::default(),
-            drift_repairs: Family::default(),
-            leader: Gauge::default(),
-            status_writes: Counter::default(),
+            reconciles: add(
+                &mut r,
+                "reconciles",
+                "Reconciles of Applications, by result",
+            ),
+            errors: add(&mut r, "reconcile_errors", "Reconcile errors, by category"),
+            duration: registered(
+                &mut r,
+                "reconcile_duration_seconds",
+                "Duration of one reconcile",
+                Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            ),
+            applied: add(
+                &mut r,
+                "children_applied",
+                "Child objects created or changed by server-side apply, by kind",
+            ),
+            pruned: add(
+                &mut r,
+                "children_pruned",
+                "Child objects deleted because the spec no longer wants them, by kind",
+            ),
+            drift_repairs: add(
+                &mut r,
+                "drift_repairs",
+                "Child objects restored after someone else changed or deleted them, by kind",
+            ),
+            leader: add(&mut r, "leader", "1 while this replica is the leader"),
+            status_writes: add(&mut r, "status_writes", "Application status updates"),
             registry: Registry::default(),
         };
-        registry.register(
-            "reconciles",
-            "Reconciles of Applications, by result",
-            m.reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Reconcile errors, by category",
-            m.errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of one reconcile",
-            m.duration.clone(),
-        );
-        registry.register(
-            "children_applied",
-            "Child objects created or changed by server-side apply, by kind",
-            m.applied.clone(),
-        );
-        registry.register(
-            "children_pruned",
-            "Child objects deleted because the spec no longer wants them, by kind",
-            m.pruned.clone(),
-        );
-        registry.register(
-            "drift_repairs",
-            "Child objects restored after someone else changed or deleted them, by kind",
-            m.drift_repairs.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this replica is the leader",
-            m.leader.clone(),
-        );
-        registry.register(
-            "status_writes",
-            "Application status updates",
-            m.status_writes.clone(),
-        );
+        let mut registry = r;
         let build: Family<BuildLabel, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabel {
@@ -163,4 +145,15 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// `metric` once registered as `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A new metric of its default value, registered as `name` with `help`.
+fn add<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    registered(registry, name, help, M::default())
 }
