@@ -13,7 +13,11 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(third_party_crds)");
     println!("cargo::rustc-check-cfg=cfg(real_cluster)");
-    for var in ["KEELSON_THIRD_PARTY_CRDS", "KEELSON_E2E_KUBECONFIG", "KUBECONFIG"] {
+    for var in [
+        "KEELSON_THIRD_PARTY_CRDS",
+        "KEELSON_E2E_KUBECONFIG",
+        "KUBECONFIG",
+    ] {
         println!("cargo::rerun-if-env-changed={var}");
     }
     if std::env::var_os("KEELSON_THIRD_PARTY_CRDS").is_some_and(|v| !v.is_empty()) {

@@ -656,7 +656,12 @@ impl Operator {
     pub fn reconciles(&self) -> u64 {
         RESULTS
             .iter()
-            .map(|&result| self.metrics.reconciles.get_or_create(&ResultLabel { result }).get())
+            .map(|&result| {
+                self.metrics
+                    .reconciles
+                    .get_or_create(&ResultLabel { result })
+                    .get()
+            })
             .sum()
     }
 
@@ -664,7 +669,12 @@ impl Operator {
     pub fn drift_repairs(&self) -> u64 {
         METRIC_KINDS
             .iter()
-            .map(|&kind| self.metrics.drift_repairs.get_or_create(&KindLabel { kind }).get())
+            .map(|&kind| {
+                self.metrics
+                    .drift_repairs
+                    .get_or_create(&KindLabel { kind })
+                    .get()
+            })
             .sum()
     }
 

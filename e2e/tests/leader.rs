@@ -119,7 +119,10 @@ async fn a_dead_leader_is_replaced_once_its_lease_expires() {
             standby_led.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         let (holder, renewed) = lease(&env).await?;
-        assert_eq!(holder, "replica-a", "the Lease changed hands while its holder lived");
+        assert_eq!(
+            holder, "replica-a",
+            "the Lease changed hands while its holder lived"
+        );
         let mut renewals = renewals.lock().unwrap();
         if renewals.last() != Some(&renewed) {
             renewals.push(renewed);

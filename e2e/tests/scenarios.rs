@@ -497,12 +497,22 @@ async fn missing_optional_apis_are_reported_and_used_once_installed() {
         .await
         .unwrap();
     env.install_third_party_crd(HTTP_ROUTES_CRD).await.unwrap();
-    env.wait_condition("shop", "APIsAvailable", "True", converge_timeout(env.real()))
-        .await
-        .unwrap();
-    env.wait_condition("blog", "APIsAvailable", "True", converge_timeout(env.real()))
-        .await
-        .unwrap();
+    env.wait_condition(
+        "shop",
+        "APIsAvailable",
+        "True",
+        converge_timeout(env.real()),
+    )
+    .await
+    .unwrap();
+    env.wait_condition(
+        "blog",
+        "APIsAvailable",
+        "True",
+        converge_timeout(env.real()),
+    )
+    .await
+    .unwrap();
     let shop_children = env.children("shop").await.unwrap();
     assert_eq!(
         shop_children
@@ -690,7 +700,9 @@ async fn a_steady_state_resync_writes_nothing() {
     let deadline = converge_timeout(env.real());
     let settled = wait_for(deadline, || async {
         let first = snapshot().await?;
-        op.wait_reconciles(op.reconciles(), 2, deadline).await.ok()?;
+        op.wait_reconciles(op.reconciles(), 2, deadline)
+            .await
+            .ok()?;
         (snapshot().await? == first).then_some(first)
     })
     .await
