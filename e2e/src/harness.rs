@@ -21,7 +21,7 @@ use keelson::{
     runtime::{
         admin::AdminState,
         leader::LeaseSettings,
-        metrics::{CHILD_KINDS as METRIC_KINDS, KindLabel, Metrics, RESULTS, ResultLabel},
+        metrics::{KindLabel, Metrics, RESULTS, ResultLabel},
     },
 };
 use kube::{
@@ -667,13 +667,11 @@ impl Operator {
 
     /// `keelson_drift_repairs_total`, over every kind.
     pub fn drift_repairs(&self) -> u64 {
-        METRIC_KINDS
-            .iter()
-            .map(|&kind| {
-                self.metrics
-                    .drift_repairs
-                    .get_or_create(&KindLabel { kind })
-                    .get()
+        keelson::kinds::all()
+            .into_iter()
+            .map(|k| {
+                let label = KindLabel { kind: k.kind };
+                self.metrics.drift_repairs.get_or_create(&label).get()
             })
             .sum()
     }
