@@ -34,10 +34,23 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
-def shared_dir() -> Path:
-    """The project's shared data: $KEELSON_SHARED_DIR, else <repo>/../shared."""
-    env = os.environ.get("KEELSON_SHARED_DIR")
-    return Path(env) if env else REPO.parent / "shared"
+FETCH_THIRD_PARTY_CRDS = ("e2e/fetch-third-party-crds.sh, then export "
+                          "KEELSON_THIRD_PARTY_CRDS=e2e/third-party-crds")
+
+
+def third_party_crd(file: str) -> dict[str, Any]:
+    """One upstream third-party CRD (pinned in e2e/third-party-crds.tsv) from the folder
+    $KEELSON_THIRD_PARTY_CRDS (relative to the repository root when relative). Skips the
+    calling test, saying how to get them, when the variable is unset; fails when it names a
+    folder without the file."""
+    env = os.environ.get("KEELSON_THIRD_PARTY_CRDS")
+    if not env:
+        pytest.skip(f"needs the upstream CRD {file}: KEELSON_THIRD_PARTY_CRDS is not set; "
+                    f"run {FETCH_THIRD_PARTY_CRDS}")
+    path = REPO / env / file
+    if not path.exists():
+        pytest.fail(f"{path} is missing (KEELSON_THIRD_PARTY_CRDS): run {FETCH_THIRD_PARTY_CRDS}")
+    return yaml.safe_load(path.read_text())
 
 
 def render(values: dict[str, Any] | None = None, *, name: str = RELEASE,

@@ -14,7 +14,8 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
-from conftest import CHART, K8S_NEWEST, K8S_OLDEST, K8S_VERSIONS, MODES, render, shared_dir, strip
+from conftest import (CHART, K8S_NEWEST, K8S_OLDEST, K8S_VERSIONS, MODES, render, strip,
+                      third_party_crd)
 
 LINT_ERROR = 3
 
@@ -64,17 +65,18 @@ def _close_objects(schema: Any) -> Any:
 
 @lru_cache(maxsize=None)
 def crd_schema(group: str, plural: str, version: str) -> dict[str, Any]:
-    path = shared_dir() / "crds" / f"{group}_{plural}.yaml"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: set KEELSON_SHARED_DIR to the project's shared/ folder")
-    crd = yaml.safe_load(path.read_text())
+    crd = third_party_crd(f"{group}_{plural}.yaml")
     served = {v["name"]: v for v in crd["spec"]["versions"]}
-    assert version in served, f"{path} does not serve {version}"
+    assert version in served, f"the {plural} CRD does not serve {version}"
     return _close_objects(served[version]["schema"]["openAPIV3Schema"])
 
 
 # Custom resources the chart may render, validated against their CRD's schema instead.
 CUSTOM_RESOURCES = {("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors"}
+
+
+def is_custom(obj: dict[str, Any]) -> bool:
+    return (obj["apiVersion"].rpartition("/")[0], obj["kind"]) in CUSTOM_RESOURCES
 
 
 def validate(obj: dict[str, Any], k8s_version: str) -> None:
@@ -94,6 +96,8 @@ def test_rendered_objects_are_valid(mode, k8s_version):
     objects = render(MODES[mode])
     assert objects
     for obj in objects:
+        if is_custom(obj):
+            continue  # test_rendered_custom_resources_are_valid
         try:
             validate(strip(obj), k8s_version)
         except (jsonschema.ValidationError, kubernetes_validate.ValidationError) as err:
@@ -101,13 +105,32 @@ def test_rendered_objects_are_valid(mode, k8s_version):
                         f"for Kubernetes {k8s_version}: {err.message} at {list(err.absolute_path)}")
 
 
+@pytest.mark.parametrize("mode", [m for m, v in MODES.items()
+                                  if v.get("serviceMonitor", {}).get("enabled")])
+def test_rendered_custom_resources_are_valid(mode):
+    # Against the upstream CRD's schema (skipped, saying how to get them, without them).
+    custom = [o for o in render(MODES[mode]) if is_custom(o)]
+    assert custom, "the ServiceMonitor is rendered"
+    for obj in custom:
+        try:
+            validate(strip(obj), K8S_NEWEST)
+        except jsonschema.ValidationError as err:
+            pytest.fail(f"{obj['__source__']}: {obj['kind']}/{obj['metadata']['name']} is invalid "
+                        f"for its upstream CRD: {err.message} at {list(err.absolute_path)}")
+
+
 def test_validation_rejects_a_bad_object():
-    # Proves the validation above can fail, for core objects and for the ServiceMonitor.
+    # Proves the validation above can fail, for core objects.
     objects = render(MODES["no-crds-with-servicemonitor"])
     deployment = copy.deepcopy(strip(next(o for o in objects if o["kind"] == "Deployment")))
     deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(deployment, K8S_OLDEST)
+
+
+def test_validation_rejects_a_bad_custom_resource():
+    # And for the ServiceMonitor, against its upstream CRD.
+    objects = render(MODES["no-crds-with-servicemonitor"])
     monitor = copy.deepcopy(strip(next(o for o in objects if o["kind"] == "ServiceMonitor")))
     monitor["spec"]["endpoints"][0]["intervall"] = "30s"
     with pytest.raises(jsonschema.ValidationError):

@@ -11,12 +11,18 @@ use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context as _, bail};
 use k8s_openapi::{
     api::core::v1::Namespace,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        CustomResourceDefinition, CustomResourceValidation, JSONSchemaProps,
+    },
 };
 use keelson::{
     api::Application,
     controller::{ControllerConfig, watch::Scope},
-    runtime::{admin::AdminState, leader::LeaseSettings, metrics::Metrics},
+    runtime::{
+        admin::AdminState,
+        leader::LeaseSettings,
+        metrics::{KindLabel, Metrics, RESULTS, ResultLabel},
+    },
 };
 use kube::{
     Api, Client, ResourceExt,
@@ -39,11 +45,76 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `shared/`, beside the repository (or `KEELSON_SHARED_DIR`).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("KEELSON_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("..").join("shared"))
+/// The upstream third-party CRDs' files (as pinned in `e2e/third-party-crds.tsv`).
+pub const SERVICE_MONITORS_CRD: &str = "monitoring.coreos.com_servicemonitors.yaml";
+/// See [`SERVICE_MONITORS_CRD`].
+pub const HTTP_ROUTES_CRD: &str = "gateway.networking.k8s.io_httproutes.yaml";
+
+/// How to get the upstream third-party CRDs, for messages.
+pub const FETCH_THIRD_PARTY_CRDS: &str = "e2e/fetch-third-party-crds.sh, then export \
+     KEELSON_THIRD_PARTY_CRDS=e2e/third-party-crds";
+
+/// The folder holding the upstream third-party CRDs: `KEELSON_THIRD_PARTY_CRDS` (relative to the
+/// repository root when relative), or `None` when it is unset. `e2e/fetch-third-party-crds.sh`
+/// downloads and verifies them.
+pub fn third_party_crds_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KEELSON_THIRD_PARTY_CRDS").filter(|v| !v.is_empty())?;
+    Some(repo_root().join(dir))
+}
+
+/// The text of one upstream third-party CRD file; an error naming the fix when the folder is
+/// not configured or lacks the file.
+pub fn third_party_crd_text(file: &str) -> anyhow::Result<String> {
+    let Some(dir) = third_party_crds_dir() else {
+        bail!("{file}: KEELSON_THIRD_PARTY_CRDS is not set; run {FETCH_THIRD_PARTY_CRDS}");
+    };
+    let path = dir.join(file);
+    std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "read {} (KEELSON_THIRD_PARTY_CRDS): run {FETCH_THIRD_PARTY_CRDS}",
+            path.display()
+        )
+    })
+}
+
+/// A stand-in for an upstream CRD that only serves its API: group, version, names, scope and
+/// status subresource from the checked-in kopium types (`keelson::external`), a schema that
+/// keeps every field. It has none of the upstream schema's defaults, validation or CEL rules.
+/// `None` for a file Keelson has no types of.
+pub fn stand_in_crd(file: &str) -> Option<CustomResourceDefinition> {
+    use keelson::external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor};
+    use kube::CustomResourceExt;
+    let mut crd = match file {
+        SERVICE_MONITORS_CRD => ServiceMonitor::crd(),
+        HTTP_ROUTES_CRD => HttpRoute::crd(),
+        _ => return None,
+    };
+    let schema: JSONSchemaProps = serde_json::from_value(json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        },
+    }))
+    .expect("a valid schema");
+    for v in &mut crd.spec.versions {
+        v.schema = Some(CustomResourceValidation {
+            open_api_v3_schema: Some(schema.clone()),
+        });
+    }
+    Some(crd)
+}
+
+/// The CRD of `file`: the upstream one from [`third_party_crds_dir`], or, when that is not
+/// configured and `stand_in` allows it, [`stand_in_crd`].
+pub fn third_party_crd(file: &str, stand_in: bool) -> anyhow::Result<CustomResourceDefinition> {
+    if third_party_crds_dir().is_none()
+        && stand_in
+        && let Some(crd) = stand_in_crd(file)
+    {
+        return Ok(crd);
+    }
+    Ok(serde_norway::from_str(&third_party_crd_text(file)?)?)
 }
 
 /// The kubeconfig of a real cluster to run against, if one is configured.
@@ -56,11 +127,12 @@ pub fn real_cluster_kubeconfig() -> Option<PathBuf> {
 }
 
 /// How long a scenario waits for convergence: a real cluster pulls images and starts pods.
+/// In-process it is generous too: a deadline only bounds a failure, and a loaded machine is slow.
 pub fn converge_timeout(real: bool) -> Duration {
     if real {
         Duration::from_secs(300)
     } else {
-        Duration::from_secs(20)
+        Duration::from_secs(60)
     }
 }
 
@@ -76,14 +148,17 @@ pub struct Env {
     pub namespace: String,
     /// Upstream CRDs this test installed (removed on cleanup in a real cluster).
     installed_crds: Vec<String>,
+    /// Whether [`Env::cleanup`] ran; if not, dropping the Env cleans up (a failed test).
+    cleaned: bool,
 }
 
 /// Options of [`Env::start`].
 #[derive(Clone, Debug)]
 pub struct EnvOptions {
-    /// Install the ServiceMonitor CRD (in-process mode; a real cluster keeps what it has).
+    /// Install the ServiceMonitor CRD (in-process mode; a real cluster keeps what it has): the
+    /// upstream one from [`third_party_crds_dir`], or else its [`stand_in_crd`].
     pub service_monitors: bool,
-    /// Install the Gateway API HTTPRoute CRDs (likewise).
+    /// Install the Gateway API HTTPRoute CRD (likewise).
     pub http_routes: bool,
     /// In-process server options.
     pub server: ServerOptions,
@@ -102,7 +177,20 @@ impl Default for EnvOptions {
 impl Env {
     /// Connect, create a fresh namespace `<prefix>-<random>`, install Keelson's CRD.
     pub async fn start(prefix: &str, opts: EnvOptions) -> anyhow::Result<Env> {
-        let (config, server) = match real_cluster_kubeconfig() {
+        let kubeconfig = real_cluster_kubeconfig();
+        if kubeconfig.is_some() != cfg!(real_cluster) {
+            bail!(
+                "these tests were built for {} but run with{} a kubeconfig: run them through \
+                 `cargo test`, which rebuilds them when KUBECONFIG or KEELSON_E2E_KUBECONFIG changes",
+                if cfg!(real_cluster) {
+                    "a real cluster"
+                } else {
+                    "the in-process API server"
+                },
+                if kubeconfig.is_some() { "" } else { "out" },
+            );
+        }
+        let (config, server) = match kubeconfig {
             Some(path) => {
                 let kc = kube::config::Kubeconfig::read_from(&path)?;
                 (
@@ -123,17 +211,17 @@ impl Env {
             server,
             namespace,
             installed_crds: Vec::new(),
+            cleaned: false,
         };
-        env.apply_crd_file(&repo_root().join("crds/keelson.dev_applications.yaml"))
-            .await?;
+        let keelson_crd =
+            std::fs::read_to_string(repo_root().join("crds/keelson.dev_applications.yaml"))?;
+        apply_crd(&env.client, &serde_norway::from_str(&keelson_crd)?).await?;
         if env.server.is_some() {
             if opts.service_monitors {
-                env.install_upstream_crd("monitoring.coreos.com_servicemonitors.yaml")
-                    .await?;
+                env.install_third_party_crd(SERVICE_MONITORS_CRD).await?;
             }
             if opts.http_routes {
-                env.install_upstream_crd("gateway.networking.k8s.io_httproutes.yaml")
-                    .await?;
+                env.install_third_party_crd(HTTP_ROUTES_CRD).await?;
             }
         }
         // Keelson's workloads must pass the restricted Pod Security Standard: a real cluster
@@ -156,12 +244,14 @@ impl Env {
         self.server.is_none()
     }
 
-    /// Install one of the upstream CRDs from `shared/crds/`.
-    pub async fn install_upstream_crd(&mut self, file: &str) -> anyhow::Result<()> {
-        let name = self
-            .apply_crd_file(&shared_dir().join("crds").join(file))
-            .await?;
+    /// Install one of the third-party CRDs (see [`third_party_crd`]; on a real cluster only the
+    /// upstream one). Cleanup removes it again.
+    pub async fn install_third_party_crd(&mut self, file: &str) -> anyhow::Result<()> {
+        let crd = third_party_crd(file, !self.real())?;
+        let name = crd.name_any();
+        // Recorded first: a CRD that never becomes Established is still removed on cleanup.
         self.installed_crds.push(name);
+        apply_crd(&self.client, &crd).await?;
         Ok(())
     }
 
@@ -171,32 +261,6 @@ impl Env {
             .get_opt(name)
             .await?
             .is_some())
-    }
-
-    async fn apply_crd_file(&self, path: &std::path::Path) -> anyhow::Result<String> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let crd: CustomResourceDefinition = serde_norway::from_str(&text)?;
-        let name = crd.name_any();
-        let api = Api::<CustomResourceDefinition>::all(self.client.clone());
-        api.patch(
-            &name,
-            &PatchParams::apply(USER_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        wait_for(Duration::from_secs(30), || async {
-            let c = api.get(&name).await.ok()?;
-            let established = c
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            established.then_some(())
-        })
-        .await
-        .with_context(|| format!("CRD {name} never became Established"))?;
-        Ok(name)
     }
 
     /// Start the Keelson operator, watching this test's namespace.
@@ -327,21 +391,106 @@ impl Env {
     }
 
     /// Delete the namespace (and, in a real cluster, the upstream CRDs this test installed).
-    pub async fn cleanup(self) {
-        let _ = Api::<Namespace>::all(self.client.clone())
-            .delete(&self.namespace, &DeleteParams::default())
-            .await;
-        if self.real() {
-            for crd in &self.installed_crds {
-                let _ = Api::<CustomResourceDefinition>::all(self.client.clone())
-                    .delete(crd, &DeleteParams::default())
-                    .await;
-            }
-        }
-        if let Some(s) = self.server {
+    /// A test that fails before calling this cleans up all the same, when its Env is dropped.
+    pub async fn cleanup(mut self) {
+        self.cleaned = true;
+        delete_test_objects(&self.client, &self.namespace, &self.cluster_crds()).await;
+        if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
     }
+
+    /// The CRDs cleanup removes: those this test installed, on a real cluster only (the
+    /// in-process server goes away with its test).
+    fn cluster_crds(&self) -> Vec<String> {
+        if self.real() {
+            self.installed_crds.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Drop for Env {
+    /// A test that panicked never reached [`Env::cleanup`]: on a real cluster, delete its
+    /// namespace and CRDs anyway, on a runtime of its own (the test's may be unwinding), so a
+    /// failed run leaves nothing behind. In-process there is nothing to leave behind.
+    fn drop(&mut self) {
+        if self.cleaned || !self.real() {
+            return;
+        }
+        let (config, namespace, crds) = (
+            self.config.clone(),
+            self.namespace.clone(),
+            self.cluster_crds(),
+        );
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                match Client::try_from(config) {
+                    Ok(client) => {
+                        let work = delete_test_objects(&client, &namespace, &crds);
+                        if tokio::time::timeout(Duration::from_secs(30), work)
+                            .await
+                            .is_err()
+                        {
+                            eprintln!("cleanup of namespace {namespace} timed out");
+                        }
+                    }
+                    Err(e) => eprintln!("cleanup of namespace {namespace}: no client: {e}"),
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Delete a test's namespace and the given CRDs; failures are printed, not raised (cleanup
+/// must not hide the test's own result).
+async fn delete_test_objects(client: &Client, namespace: &str, crds: &[String]) {
+    let deleted = Api::<Namespace>::all(client.clone())
+        .delete(namespace, &DeleteParams::default())
+        .await;
+    if let Err(e) = deleted {
+        eprintln!("cleanup: deleting namespace {namespace}: {e}");
+    }
+    for crd in crds {
+        let deleted = Api::<CustomResourceDefinition>::all(client.clone())
+            .delete(crd, &DeleteParams::default())
+            .await;
+        if let Err(e) = deleted {
+            eprintln!("cleanup: deleting CRD {crd}: {e}");
+        }
+    }
+}
+
+/// Server-side apply a CRD (as the harness's user) and wait until it is Established; returns
+/// its name.
+pub async fn apply_crd(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<String> {
+    let name = crd.name_any();
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply(USER_MANAGER).force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .with_context(|| format!("install CRD {name}"))?;
+    wait_for(Duration::from_secs(30), || async {
+        let c = api.get(&name).await.ok()?;
+        let established = c
+            .status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        established.then_some(())
+    })
+    .await
+    .with_context(|| format!("CRD {name} never became Established"))?;
+    Ok(name)
 }
 
 /// The kinds Keelson creates: (group, version, kind, plural).
@@ -501,6 +650,51 @@ impl Operator {
     /// Whether this replica leads (or runs without election).
     pub fn leading(&self) -> bool {
         self.metrics.leader.get() == 1
+    }
+
+    /// `keelson_reconciles_total`, over every result: reconciles that ended.
+    pub fn reconciles(&self) -> u64 {
+        RESULTS
+            .iter()
+            .map(|&result| {
+                self.metrics
+                    .reconciles
+                    .get_or_create(&ResultLabel { result })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// `keelson_drift_repairs_total`, over every kind.
+    pub fn drift_repairs(&self) -> u64 {
+        keelson::kinds::all()
+            .into_iter()
+            .map(|k| {
+                let label = KindLabel { kind: k.kind };
+                self.metrics.drift_repairs.get_or_create(&label).get()
+            })
+            .sum()
+    }
+
+    /// Wait until at least `passes` more reconciles than `since` have ended (each a whole pass:
+    /// fetch, apply, prune and status); returns the new count.
+    pub async fn wait_reconciles(
+        &self,
+        since: u64,
+        passes: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<u64> {
+        wait_for(timeout, || async {
+            let now = self.reconciles();
+            (now >= since + passes).then_some(now)
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "fewer than {passes} reconciles ended within {timeout:?} (from {since}, now {})",
+                self.reconciles()
+            )
+        })
     }
 
     /// Shut down gracefully (in-flight reconciles finish, the lease is released).

@@ -1,4 +1,4 @@
-//! Replays the exchanges recorded from a Kubernetes 1.36 API server (`shared/k8s-recordings`)
+//! Replays the exchanges recorded from a Kubernetes 1.36 API server (`tests/recordings`)
 //! against the in-process stand-in and compares status codes and bodies, ignoring what
 //! legitimately differs between two servers (uids, resourceVersions, times, allocated IPs).
 //!
@@ -22,8 +22,7 @@ fn no_controllers() -> ServerOptions {
 }
 
 async fn install_crd_yaml(api: &Api, file: &str) {
-    let crd: Value =
-        serde_norway::from_str(&shared_file(&format!("crds/{file}"))).expect("CRD YAML");
+    let crd = third_party_crd(file);
     let r = api
         .send_json(
             "POST",
@@ -104,6 +103,10 @@ async fn discovery_legacy_resource_lists_match_the_recording() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(third_party_crds),
+    ignore = "needs the upstream third-party CRDs: run e2e/fetch-third-party-crds.sh and set KEELSON_THIRD_PARTY_CRDS"
+)]
 async fn discovery_group_list_includes_crd_groups() {
     let api = Api::start(no_controllers()).await;
     api.replay(&rec("misc/create-namespace-rec.json")).await;
@@ -586,6 +589,10 @@ async fn kinds_hpa_pdb_ingress() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(third_party_crds),
+    ignore = "needs the upstream third-party CRDs: run e2e/fetch-third-party-crds.sh and set KEELSON_THIRD_PARTY_CRDS"
+)]
 async fn kinds_servicemonitor_from_the_upstream_crd() {
     let api = Api::with_rec(no_controllers()).await;
     install_crd_yaml(&api, "monitoring.coreos.com_servicemonitors.yaml").await;
@@ -594,6 +601,10 @@ async fn kinds_servicemonitor_from_the_upstream_crd() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(third_party_crds),
+    ignore = "needs the upstream third-party CRDs: run e2e/fetch-third-party-crds.sh and set KEELSON_THIRD_PARTY_CRDS"
+)]
 async fn kinds_httproute_crd_defaults() {
     let api = Api::with_rec(no_controllers()).await;
     install_crd_yaml(&api, "gateway.networking.k8s.io_httproutes.yaml").await;

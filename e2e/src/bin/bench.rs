@@ -34,7 +34,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use e2e::{
     apiserver::{ApiServer, ServerOptions, Stats},
-    harness::{CHILD_KINDS, real_cluster_kubeconfig, repo_root, shared_dir},
+    harness::{self, CHILD_KINDS, real_cluster_kubeconfig, repo_root},
 };
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::{
@@ -858,13 +858,8 @@ async fn install_crds(client: &Client, in_process: bool) -> anyhow::Result<()> {
     )
     .await?;
     if in_process {
-        install_crd(
-            client,
-            &shared_dir()
-                .join("crds")
-                .join("monitoring.coreos.com_servicemonitors.yaml"),
-        )
-        .await?;
+        let crd = harness::third_party_crd(harness::SERVICE_MONITORS_CRD, true)?;
+        harness::apply_crd(client, &crd).await?;
     }
     Ok(())
 }

@@ -14,11 +14,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The directory shared beside the repository (`KEELSON_SHARED_DIR` overrides it).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("KEELSON_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+/// The recorded exchanges of a real Kubernetes 1.36 API server (`e2e/tests/recordings`, with
+/// their README).
+pub fn recordings_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/recordings")
 }
 
 /// One recorded exchange.
@@ -37,7 +36,7 @@ pub struct Rec {
 }
 
 pub fn rec(file: &str) -> Rec {
-    let path = shared_dir().join("k8s-recordings").join(file);
+    let path = recordings_dir().join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let v: Value = serde_json::from_str(&text).expect("recording is JSON");
@@ -57,9 +56,11 @@ pub fn rec(file: &str) -> Rec {
     }
 }
 
-pub fn shared_file(rel: &str) -> String {
-    let p = shared_dir().join(rel);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+/// An upstream third-party CRD (see `e2e::harness::third_party_crds_dir`) as JSON. Tests that
+/// call this are ignored when `KEELSON_THIRD_PARTY_CRDS` is not set (see `e2e/build.rs`).
+pub fn third_party_crd(file: &str) -> Value {
+    let text = e2e::harness::third_party_crd_text(file).unwrap_or_else(|e| panic!("{e:#}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 #[derive(Debug, Clone)]
