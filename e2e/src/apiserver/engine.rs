@@ -13,7 +13,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 mod delete;
+mod scale;
 mod write;
+
+pub use scale::serves_scale;
 
 /// How many past events each resource keeps for watches that resume from a resourceVersion.
 const HISTORY: usize = 20_000;
@@ -237,6 +240,18 @@ pub fn shape_of(def: &ResourceDef) -> Shape<'_> {
     }
 }
 
+/// The provisioner of the default StorageClass (the stand-in controllers bind and resize
+/// its claims).
+pub const PROVISIONER: &str = "e2e.keelson.dev/stand-in";
+
+/// The default StorageClass `standard`, expandable; tests may patch it (or add others).
+fn default_storage_class() -> Value {
+    json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": PROVISIONER, "allowVolumeExpansion": true,
+        "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
+}
 
 impl State {
     pub fn new() -> Self {
@@ -266,6 +281,17 @@ impl State {
             s.write(&ns_def, "", "", Write::Create(body), &ctx)
                 .expect("initial namespaces");
         }
+        let sc_def = s
+            .def("storage.k8s.io", "v1", "storageclasses")
+            .expect("storageclasses");
+        s.write(
+            &sc_def,
+            "",
+            "",
+            Write::Create(default_storage_class()),
+            &ctx,
+        )
+        .expect("default StorageClass");
         s.notes.clear();
         s.writes = 0;
         s

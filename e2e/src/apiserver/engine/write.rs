@@ -5,14 +5,16 @@
 
 use super::super::builtin;
 use super::super::fieldset::FieldSet;
+use super::super::immutable;
 use super::super::patch::{JsonPatchError, json_patch, merge_patch, strategic_merge};
+use super::super::quantity::Quantity;
 use super::super::resources::{ResourceDef, View};
 use super::super::schema;
 use super::super::ssa::{self, ManagedEntry};
-use super::super::status::{ApiError, Cause, Res, bad_request};
+use super::super::status::{ApiError, Cause, Res, admission_forbidden, bad_request};
 use super::{
-    Ctx, EventType, State, Write, Written, finalizers, meta, meta_mut, meta_str, new_uid,
-    shape_of, to_view, view_kind,
+    Ctx, EventType, State, Write, Written, finalizers, meta, meta_mut, meta_str, new_uid, shape_of,
+    to_view, view_kind,
 };
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -33,7 +35,7 @@ struct Pending<'a> {
     apply_set: Option<FieldSet>,
 }
 
-impl Pending<'_> {
+impl<'a> Pending<'a> {
     fn creating(&self) -> bool {
         self.live.is_none()
     }
@@ -42,9 +44,9 @@ impl Pending<'_> {
         self.ctx.subresource.as_deref() == Some("status")
     }
 
-    /// The managedFields subresource of this write.
-    fn subresource(&self) -> &'static str {
-        if self.status_sub() { "status" } else { "" }
+    /// The managedFields subresource of this write (`status`, `scale` or none).
+    fn subresource(&self) -> &'a str {
+        self.ctx.subresource.as_deref().unwrap_or("")
     }
 
     fn res(&self) -> Res<'_> {
@@ -134,6 +136,7 @@ impl State {
         if p.def.status {
             status_semantics(&p, &mut cand);
         }
+        self.mutating_admission(&p, &vkind, &mut cand);
         if p.def.builtin {
             builtin::default_object(&vkind, &mut cand);
         } else if let Some(s) = p.def.schema.as_deref() {
@@ -240,11 +243,89 @@ impl State {
         })
     }
 
+    /// Mutating admission: the DefaultStorageClass plugin gives a new claim without
+    /// `storageClassName` the default StorageClass.
+    fn mutating_admission(&self, p: &Pending, vkind: &str, cand: &mut Value) {
+        if vkind != "PersistentVolumeClaim" || !p.creating() {
+            return;
+        }
+        let Some(spec) = cand.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
+        if spec.get("storageClassName").is_some_and(|c| !c.is_null()) {
+            return;
+        }
+        if let Some(class) = self.default_storage_class() {
+            spec.insert("storageClassName".into(), json!(class));
+        }
+    }
+
+    /// The StorageClass annotated `storageclass.kubernetes.io/is-default-class: "true"`.
+    pub fn default_storage_class(&self) -> Option<String> {
+        let def = self.def("storage.k8s.io", "v1", "storageclasses")?;
+        let bucket = self.bucket(&def.store_key)?;
+        bucket
+            .objects
+            .values()
+            .find(|sc| {
+                sc.pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                    .and_then(Value::as_str)
+                    == Some("true")
+            })
+            .and_then(|sc| meta_str(sc, "name").map(String::from))
+    }
+
     /// Admission that needs other objects than the one written (after validation, as the
     /// API server runs validating admission after the strategy's validation).
     fn admit(&self, p: &Pending, vkind: &str, cand: &Value) -> Result<(), ApiError> {
-        let _ = (p, vkind, cand);
-        Ok(())
+        match (vkind, &p.live_view) {
+            ("PersistentVolumeClaim", Some(old)) if !p.status_sub() => {
+                self.admit_pvc_resize(p, old, cand)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The PersistentVolumeClaimResize admission plugin: a claim may grow only when it is
+    /// bound and its StorageClass allows volume expansion.
+    fn admit_pvc_resize(&self, p: &Pending, old: &Value, new: &Value) -> Result<(), ApiError> {
+        let size = |v: &Value| {
+            v.pointer("/spec/resources/requests/storage")
+                .and_then(Value::as_str)
+                .and_then(Quantity::parse)
+                .unwrap_or_default()
+        };
+        if size(new) <= size(old) {
+            return Ok(());
+        }
+        if old.pointer("/status/phase").and_then(Value::as_str) != Some("Bound") {
+            return Err(admission_forbidden(
+                &p.res(),
+                &p.name,
+                "Only bound persistent volume claims can be expanded",
+            ));
+        }
+        let class = |v: &Value| {
+            v.pointer("/spec/storageClassName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (class_new, class_old) = (class(new), class(old));
+        let allowed = !class_new.is_empty()
+            && class_new == class_old
+            && self
+                .def("storage.k8s.io", "v1", "storageclasses")
+                .and_then(|d| self.get_stored(&d, "", &class_new))
+                .is_some_and(|sc| sc["allowVolumeExpansion"] == true);
+        if allowed {
+            return Ok(());
+        }
+        Err(admission_forbidden(
+            &p.res(),
+            &p.name,
+            "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize",
+        ))
     }
 }
 
@@ -548,8 +629,12 @@ fn validate(p: &Pending, vkind: &str, cand: &Value) -> Result<(), ApiError> {
         causes.extend(builtin::validate_name(&def.kind, &p.name));
     }
     causes.extend(builtin::validate_metadata(cand));
+    causes.extend(immutable::owner_references(meta(cand)));
     if def.builtin {
         causes.extend(builtin::validate(vkind, cand));
+        if let Some(old) = p.live_view.as_ref().filter(|_| !p.status_sub()) {
+            causes.extend(immutable::validate_update(vkind, old, cand));
+        }
     } else if let Some(s) = def.schema.as_deref() {
         let schema_causes = schema::validate(cand, p.live_view.as_ref(), s);
         if !schema_causes.is_empty() {
@@ -668,7 +753,6 @@ fn strip_managed(v: &Value) -> Value {
     }
     c
 }
-
 
 /// An object with nothing but its type and identity.
 fn identity(def: &ResourceDef, ns: &str, name: &str) -> Value {
