@@ -11,6 +11,9 @@ pub fn zero(kind: &str) -> Value {
     match kind {
         "Deployment" => json!({"spec": {"replicas": 0, "selector": null,
             "template": {"metadata": {}, "spec": {"containers": null}}, "strategy": {}}, "status": {}}),
+        "ReplicaSet" => json!({"spec": {"selector": null,
+            "template": {"metadata": {}, "spec": {"containers": null}}}, "status": {"replicas": 0}}),
+        "StorageClass" => json!({"provisioner": ""}),
         "StatefulSet" => json!({"spec": {"selector": null,
             "template": {"metadata": {}, "spec": {"containers": null}}, "updateStrategy": {}},
             "status": {"replicas": 0, "availableReplicas": 0}}),
@@ -200,6 +203,20 @@ pub fn default_object(kind: &str, o: &mut Value) {
             }
             default_template(spec);
         }
+        "ReplicaSet" => {
+            let spec = obj(o
+                .as_object_mut()
+                .expect("object")
+                .entry("spec")
+                .or_insert_with(|| json!({})));
+            set_default(spec, "replicas", json!(1));
+            default_template(spec);
+        }
+        "StorageClass" => {
+            let m = o.as_object_mut().expect("object");
+            set_default(m, "reclaimPolicy", json!("Delete"));
+            set_default(m, "volumeBindingMode", json!("Immediate"));
+        }
         "Pod" => {
             let m = o.as_object_mut().expect("object");
             let spec = m.entry("spec").or_insert_with(|| json!({}));
@@ -349,6 +366,7 @@ pub fn prepare_for_update(kind: &str, old: &Value, new: &mut Value) {
                     spec.insert(f.into(), v.clone());
                 }
             }
+            super::immutable::normalize_service_update(old, new);
         }
         "Namespace" => {
             if let Some(f) = old.pointer("/spec/finalizers") {
@@ -567,7 +585,14 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
 pub fn validate(view_kind: &str, o: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     match view_kind {
-        "Deployment" | "StatefulSet" => {
+        "StorageClass"
+            if o.get("provisioner")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty) =>
+        {
+            out.push(Cause::required("provisioner"));
+        }
+        "Deployment" | "StatefulSet" | "ReplicaSet" => {
             let spec = &o["spec"];
             if let Some(r) = spec.get("replicas").and_then(Value::as_i64)
                 && r < 0

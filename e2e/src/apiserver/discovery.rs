@@ -120,6 +120,15 @@ pub fn resource_list(st: &State, group: &str, version: &str) -> Option<Value> {
         }
         r.insert("storageVersionHash".into(), json!(d.storage_version_hash));
         resources.push(Value::Object(r));
+        // Only the legacy document lists `/scale` for now: the aggregated one is compared
+        // with a recording stripped of scale subresources.
+        if super::engine::serves_scale(d) {
+            resources.push(
+                json!({"name": format!("{}/scale", d.plural), "singularName": "",
+                "namespaced": d.namespaced, "group": "autoscaling", "version": "v1",
+                "kind": "Scale", "verbs": ["get", "patch", "update"]}),
+            );
+        }
         if d.status {
             resources.push(
                 json!({"name": format!("{}/status", d.plural), "singularName": "",

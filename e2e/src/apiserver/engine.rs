@@ -3,18 +3,20 @@
 //! the state lock held.
 
 use super::builtin;
-use super::fieldset::FieldSet;
-use super::patch::{JsonPatchError, json_patch, merge_patch};
 use super::resources::{ResourceDef, View, builtin_defs, crd_defs, resource_key};
-use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
 use super::shape::Shape;
-use super::ssa::{self, ManagedEntry};
-use super::status::{ApiError, Cause, Res, bad_request, expired};
+use super::status::{ApiError, bad_request, expired};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
+
+mod delete;
+mod scale;
+mod write;
+
+pub use scale::serves_scale;
 
 /// How many past events each resource keeps for watches that resume from a resourceVersion.
 const HISTORY: usize = 20_000;
@@ -199,51 +201,6 @@ pub fn owner_uids(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Equal apart from managedFields and resourceVersion (no-op detection), without copying.
-fn same_object(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return a == b;
-    };
-    let skip = |k: &str| matches!(k, "managedFields" | "resourceVersion");
-    let meta_eq = |x: Option<&Value>, y: Option<&Value>| match (x, y) {
-        (Some(Value::Object(x)), Some(Value::Object(y))) => {
-            x.iter().filter(|(k, _)| !skip(k)).count() == y.iter().filter(|(k, _)| !skip(k)).count()
-                && x.iter()
-                    .filter(|(k, _)| !skip(k))
-                    .all(|(k, v)| y.get(k) == Some(v))
-        }
-        (x, y) => x == y,
-    };
-    a.len() == b.len()
-        && a.iter().all(|(k, v)| {
-            if k == "metadata" {
-                meta_eq(Some(v), b.get(k))
-            } else {
-                b.get(k) == Some(v)
-            }
-        })
-}
-
-/// Equal outside metadata and status (what moves `metadata.generation`), without copying.
-fn same_spec(a: &Value, b: &Value) -> bool {
-    let ignored = |k: &str| matches!(k, "metadata" | "status" | "apiVersion" | "kind");
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return a == b;
-    };
-    a.iter().filter(|(k, _)| !ignored(k)).count() == b.iter().filter(|(k, _)| !ignored(k)).count()
-        && a.iter()
-            .filter(|(k, _)| !ignored(k))
-            .all(|(k, v)| b.get(k) == Some(v))
-}
-
-fn strip_managed(v: &Value) -> Value {
-    let mut c = v.clone();
-    if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
-    c
-}
-
 /// The Kind string the per-kind rules use (Events distinguish their two views).
 pub fn view_kind(def: &ResourceDef) -> String {
     match def.view {
@@ -283,52 +240,18 @@ pub fn shape_of(def: &ResourceDef) -> Shape<'_> {
     }
 }
 
-/// An object with nothing but its type and identity.
-fn identity(def: &ResourceDef, ns: &str, name: &str) -> Value {
-    let mut z = json!({});
-    set_identity(&mut z, def, ns, name);
-    z
-}
+/// The provisioner of the default StorageClass (the stand-in controllers bind and resize
+/// its claims).
+pub const PROVISIONER: &str = "e2e.keelson.dev/stand-in";
 
-/// The Go zero value of the endpoint's kind, with identity metadata.
-fn baseline(def: &ResourceDef, ns: &str, name: &str) -> Value {
-    let mut z = if def.builtin {
-        builtin::zero(&view_kind(def))
-    } else {
-        json!({})
-    };
-    set_identity(&mut z, def, ns, name);
-    z
+/// The default StorageClass `standard`, expandable; tests may patch it (or add others).
+fn default_storage_class() -> Value {
+    json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": PROVISIONER, "allowVolumeExpansion": true,
+        "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
 }
-
-fn set_identity(z: &mut Value, def: &ResourceDef, ns: &str, name: &str) {
-    let m = z.as_object_mut().expect("object");
-    m.insert("apiVersion".into(), json!(def.api_version()));
-    m.insert("kind".into(), json!(def.kind));
-    let mut md = Map::new();
-    md.insert("name".into(), json!(name));
-    if def.namespaced {
-        md.insert("namespace".into(), json!(ns));
-    }
-    m.insert("metadata".into(), Value::Object(md));
-}
-
-fn zero_status(def: &ResourceDef) -> Option<Value> {
-    if !def.builtin {
-        return None;
-    }
-    builtin::zero(&def.kind).get("status").cloned()
-}
-
-const SERVER_META: &[&str] = &[
-    "uid",
-    "creationTimestamp",
-    "generation",
-    "resourceVersion",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "selfLink",
-];
 
 impl State {
     pub fn new() -> Self {
@@ -358,6 +281,17 @@ impl State {
             s.write(&ns_def, "", "", Write::Create(body), &ctx)
                 .expect("initial namespaces");
         }
+        let sc_def = s
+            .def("storage.k8s.io", "v1", "storageclasses")
+            .expect("storageclasses");
+        s.write(
+            &sc_def,
+            "",
+            "",
+            Write::Create(default_storage_class()),
+            &ctx,
+        )
+        .expect("default StorageClass");
         s.notes.clear();
         s.writes = 0;
         s
@@ -510,498 +444,6 @@ impl State {
         self.rv
     }
 
-    /// Creates, updates, patches or applies one object.
-    pub fn write(
-        &mut self,
-        def: &Arc<ResourceDef>,
-        ns: &str,
-        url_name: &str,
-        op: Write,
-        ctx: &Ctx,
-    ) -> Result<Written, ApiError> {
-        let res = def.res();
-        let status_sub = ctx.subresource.as_deref() == Some("status");
-        let shape = shape_of(def);
-        let vkind = view_kind(def);
-
-        // The name: from the URL, or for a create from the body (or generateName).
-        let mut name = url_name.to_string();
-        if let Write::Create(body) = &op {
-            check_type_meta(def, body)?;
-            name = meta_str(body, "name").unwrap_or("").to_string();
-            if name.is_empty()
-                && let Some(g) = meta_str(body, "generateName").filter(|g| !g.is_empty())
-            {
-                name = format!("{g}{}", random_suffix());
-            }
-            if name.is_empty() {
-                return Err(res.invalid(&def.kind, "", builtin::validate_name(&def.kind, "")));
-            }
-        }
-        let live = self.get_stored(def, ns, &name);
-        let live_view = live.as_deref().map(|l| to_view(def, l));
-        let mut entries = live_view
-            .as_ref()
-            .map(ssa::decode_managed)
-            .unwrap_or_default();
-
-        let creating = live.is_none();
-        if creating && status_sub {
-            return Err(res.not_found(&name));
-        }
-        if creating && def.namespaced {
-            match self.namespace(ns) {
-                None => {
-                    return Err(Res {
-                        group: "",
-                        plural: "namespaces",
-                    }
-                    .not_found(ns));
-                }
-                Some(n) if meta(&n).get("deletionTimestamp").is_some() => {
-                    return Err(res.terminating_namespace(&name, ns));
-                }
-                _ => {}
-            }
-        }
-
-        let subresource = if status_sub { "status" } else { "" };
-        let mut apply_set: Option<FieldSet> = None;
-        let mut cand = match op {
-            Write::Create(body) => {
-                if !creating {
-                    return Err(res.already_exists(&name));
-                }
-                body
-            }
-            Write::Replace(body) => {
-                check_type_meta(def, &body)?;
-                let Some(lv) = &live_view else {
-                    return Err(res.not_found(&name));
-                };
-                check_name(&body, &name)?;
-                if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty())
-                    && rv != meta_str(lv, "resourceVersion").unwrap_or("")
-                {
-                    return Err(res.conflict_modified(&name));
-                }
-                body
-            }
-            Write::MergePatch(_) | Write::StrategicPatch(_) | Write::JsonPatch(_)
-                if live_view.is_none() =>
-            {
-                return Err(res.not_found(&name));
-            }
-            Write::MergePatch(p) => {
-                let mut c = live_view.clone().expect("live");
-                merge_patch(&mut c, &p);
-                check_patched_rv(&c, live_view.as_ref().expect("live"), &res, &name)?;
-                c
-            }
-            Write::StrategicPatch(p) => {
-                let mut c = live_view.clone().expect("live");
-                super::patch::strategic_merge(&mut c, &p, &shape);
-                check_patched_rv(&c, live_view.as_ref().expect("live"), &res, &name)?;
-                c
-            }
-            Write::JsonPatch(p) => {
-                let mut c = live_view.clone().expect("live");
-                json_patch(&mut c, &p).map_err(|e| match e {
-                    JsonPatchError::BadRequest(m) => bad_request(m),
-                    JsonPatchError::Invalid(m) => ApiError::status(
-                        422,
-                        "Invalid",
-                        format!(
-                            "the server rejected our request due to an error in our request: {m}"
-                        ),
-                        Some(json!({})),
-                    ),
-                })?;
-                check_patched_rv(&c, live_view.as_ref().expect("live"), &res, &name)?;
-                c
-            }
-            Write::Apply { cfg, force } => {
-                check_type_meta(def, &cfg)?;
-                check_name(&cfg, &name)?;
-                if let Some(rv) = meta_str(&cfg, "resourceVersion").filter(|s| !s.is_empty()) {
-                    let current = live_view
-                        .as_ref()
-                        .and_then(|l| meta_str(l, "resourceVersion"))
-                        .unwrap_or("");
-                    if rv != current {
-                        return Err(res.conflict_modified(&name));
-                    }
-                }
-                let mut cfg = cfg;
-                clean_config(&mut cfg, def, status_sub);
-                let mut set = ssa::applied_set(&cfg, &shape);
-                ssa::strip_server_fields(&mut set);
-                if status_sub {
-                    set = set.only_subtree("f:status");
-                } else if def.status {
-                    set.remove_subtree(&["f:status".to_string()]);
-                }
-                // A create starts from an empty object (the Go zero value only matters for
-                // what update operations record as changed).
-                let mut base = live_view
-                    .clone()
-                    .unwrap_or_else(|| identity(def, ns, &name));
-                if let Some(md) = base.get_mut("metadata").and_then(Value::as_object_mut) {
-                    md.remove("managedFields");
-                }
-                let mut merged = ssa::merge(Some(&base), &cfg, &shape);
-                // Fields this manager applied before and no longer applies go, unless another
-                // manager owns them too.
-                let prev = entries
-                    .iter()
-                    .find(|e| e.same_identity(&ctx.manager, "Apply", subresource))
-                    .map(|e| e.set.clone())
-                    .unwrap_or_default();
-                let mut others = FieldSet::new();
-                for e in entries
-                    .iter()
-                    .filter(|e| !e.same_identity(&ctx.manager, "Apply", subresource))
-                {
-                    others.union_with(&e.set);
-                }
-                for p in prev.difference(&set).paths() {
-                    if !others.has_at_or_below(&p) {
-                        ssa::remove_path(&mut merged, &p, &shape);
-                    }
-                }
-                let cmp = ssa::compare(&base, &merged, &shape);
-                let mut changed = cmp.added.clone();
-                changed.union_with(&cmp.modified);
-                ssa::strip_server_fields(&mut changed);
-                let conflicts = ssa::find_conflicts(&entries, &changed, &ctx.manager, subresource);
-                if !conflicts.is_empty() && !force {
-                    let (msg, causes) = ssa::conflict_message(&conflicts);
-                    return Err(res.apply_conflict(msg, causes));
-                }
-                for e in entries.iter_mut() {
-                    if e.same_identity(&ctx.manager, "Apply", subresource) {
-                        continue;
-                    }
-                    e.set = e.set.difference(&changed).difference(&cmp.removed);
-                }
-                apply_set = Some(set);
-                merged
-            }
-        };
-
-        builtin::check_micro_times(&vkind, &cand)?;
-        if !cand.is_object() {
-            return Err(bad_request(format!(
-                "the object provided is unrecognized (must be of type {})",
-                def.kind
-            )));
-        }
-
-        // Identity and server-managed metadata.
-        {
-            let m = cand.as_object_mut().expect("object");
-            m.insert("apiVersion".into(), json!(def.api_version()));
-            m.insert("kind".into(), json!(def.kind));
-        }
-        if def.namespaced && meta_str(&cand, "namespace").is_some_and(|b| !b.is_empty() && b != ns)
-        {
-            return Err(bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        {
-            let md = meta_mut(&mut cand);
-            md.insert("name".into(), json!(name));
-            if def.namespaced {
-                md.insert("namespace".into(), json!(ns));
-            } else {
-                md.remove("namespace");
-            }
-            md.remove("managedFields");
-            // Empty lists and maps are omitted when serialised, as by the API server.
-            for k in ["finalizers", "ownerReferences", "labels", "annotations"] {
-                let empty = match md.get(k) {
-                    Some(Value::Array(a)) => a.is_empty(),
-                    Some(Value::Object(o)) => o.is_empty(),
-                    Some(Value::Null) => true,
-                    _ => false,
-                };
-                if empty {
-                    md.remove(k);
-                }
-            }
-            for k in SERVER_META {
-                md.remove(*k);
-            }
-            if let Some(lv) = &live_view {
-                for k in SERVER_META {
-                    if let Some(v) = meta(lv).get(*k) {
-                        md.insert((*k).to_string(), v.clone());
-                    }
-                }
-            }
-        }
-
-        // Status subresource semantics.
-        if def.status {
-            let live_status = live_view.as_ref().and_then(|l| l.get("status").cloned());
-            if status_sub {
-                let new_status = cand.get("status").cloned();
-                let mut c = live_view.clone().expect("status writes need a live object");
-                let m = c.as_object_mut().expect("object");
-                match new_status {
-                    Some(s) => {
-                        m.insert("status".into(), s);
-                    }
-                    None => match zero_status(def) {
-                        Some(z) => {
-                            m.insert("status".into(), z);
-                        }
-                        None => {
-                            m.remove("status");
-                        }
-                    },
-                }
-                // Status writes never change metadata other than managedFields.
-                if let Some(lv) = &live_view {
-                    m.insert("metadata".into(), strip_managed(lv)["metadata"].clone());
-                }
-                cand = c;
-            } else {
-                let m = cand.as_object_mut().expect("object");
-                match live_status.or_else(|| zero_status(def)) {
-                    Some(s) => {
-                        m.insert("status".into(), s);
-                    }
-                    None => {
-                        m.remove("status");
-                    }
-                }
-            }
-        }
-
-        // Defaulting.
-        if def.builtin {
-            builtin::default_object(&vkind, &mut cand);
-        } else if let Some(s) = def.schema.as_deref() {
-            schema::prune(&mut cand, s, true);
-            schema::apply_defaults(&mut cand, s);
-        }
-
-        // managedFields.
-        let (mgr_op, mgr_set) = match apply_set {
-            Some(set) => ("Apply", set),
-            None => {
-                // An update owns what it changed; a create compares with the Go zero value.
-                let base_for_cmp = live_view
-                    .as_ref()
-                    .map(strip_managed)
-                    .unwrap_or_else(|| baseline(def, ns, &name));
-                let cmp = ssa::compare(&base_for_cmp, &cand, &shape);
-                let mut changed = cmp.added;
-                changed.union_with(&cmp.modified);
-                ssa::strip_server_fields(&mut changed);
-                let mut removed = cmp.removed;
-                ssa::strip_server_fields(&mut removed);
-                for e in entries.iter_mut() {
-                    if e.same_identity(&ctx.manager, "Update", subresource) {
-                        continue;
-                    }
-                    e.set = e.set.difference(&changed).difference(&removed);
-                }
-                let mut set = entries
-                    .iter()
-                    .find(|e| e.same_identity(&ctx.manager, "Update", subresource))
-                    .map(|e| e.set.clone())
-                    .unwrap_or_default();
-                set.union_with(&changed);
-                let set = set.difference(&removed);
-                ("Update", set)
-            }
-        };
-        let old_entries = live_view
-            .as_ref()
-            .map(ssa::decode_managed)
-            .unwrap_or_default();
-        let existing = entries
-            .iter()
-            .position(|e| e.same_identity(&ctx.manager, mgr_op, subresource));
-        match existing {
-            Some(i) => {
-                entries[i].set = mgr_set;
-                entries[i].api_version = def.api_version();
-            }
-            None => entries.push(ManagedEntry {
-                manager: ctx.manager.clone(),
-                operation: mgr_op.into(),
-                api_version: def.api_version(),
-                time: ctx.now.clone(),
-                subresource: subresource.into(),
-                set: mgr_set,
-            }),
-        }
-
-        // Strategy.
-        match &live_view {
-            None => {
-                let mut ip = || self.allocate_ip();
-                builtin::prepare_for_create(&vkind, &mut cand, &mut ip);
-            }
-            Some(lv) => builtin::prepare_for_update(&vkind, lv, &mut cand),
-        }
-
-        // Validation.
-        let mut causes = Vec::new();
-        if creating {
-            causes.extend(builtin::validate_name(&def.kind, &name));
-        }
-        causes.extend(builtin::validate_metadata(&cand));
-        if def.builtin {
-            causes.extend(builtin::validate(&vkind, &cand));
-        } else if let Some(s) = def.schema.as_deref() {
-            let schema_causes = schema::validate(&cand, live_view.as_ref(), s);
-            if !schema_causes.is_empty() {
-                causes.extend(schema_causes);
-                if def.has_cel {
-                    causes.push(Cause {
-                        reason: "FieldValueInvalid",
-                        message: "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
-                        field: "<nil>".into(),
-                    });
-                }
-            } else if def.has_cel {
-                causes.extend(super::cel::validate(&cand, live_view.as_ref(), s));
-            }
-        }
-        if !causes.is_empty() {
-            // Events are validated as the core kind, whichever group they came through.
-            let res = if def.view == View::EventsV1 {
-                Res {
-                    group: "",
-                    plural: "events",
-                }
-            } else {
-                res
-            };
-            return Err(res.invalid(&def.kind, &name, causes));
-        }
-
-        let mut new_stored = from_view(def, cand);
-        if def.generation {
-            let generation = match &live {
-                None => 1,
-                Some(l) => {
-                    let g = meta(l)
-                        .get("generation")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1);
-                    if !same_spec(l, &new_stored) { g + 1 } else { g }
-                }
-            };
-            meta_mut(&mut new_stored).insert("generation".into(), json!(generation));
-        }
-
-        // No-op detection: same object, same ownership.
-        let object_changed = match &live {
-            None => true,
-            Some(l) => !same_object(l, &new_stored),
-        };
-        let ownership_changed = {
-            let strip = |es: &[ManagedEntry]| -> Vec<(String, String, String, String, Value)> {
-                let mut v: Vec<_> = es
-                    .iter()
-                    .filter(|e| !e.set.is_empty())
-                    .map(|e| {
-                        (
-                            e.manager.clone(),
-                            e.operation.clone(),
-                            e.subresource.clone(),
-                            e.api_version.clone(),
-                            e.set.to_json(),
-                        )
-                    })
-                    .collect();
-                v.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
-                v
-            };
-            strip(&old_entries) != strip(&entries)
-        };
-        if !object_changed && !ownership_changed {
-            let l = live.expect("live");
-            return Ok(Written {
-                code: 200,
-                obj: to_view(def, &l),
-            });
-        }
-        if let Some(e) = entries
-            .iter_mut()
-            .find(|e| e.same_identity(&ctx.manager, mgr_op, subresource))
-        {
-            e.time = ctx.now.clone();
-        }
-        let mf = ssa::encode_managed(&mut entries);
-        {
-            let md = meta_mut(&mut new_stored);
-            if mf.as_array().is_some_and(|a| !a.is_empty()) {
-                md.insert("managedFields".into(), mf);
-            } else {
-                md.remove("managedFields");
-            }
-        }
-
-        if ctx.dry_run {
-            let mut v = new_stored;
-            if creating {
-                let md = meta_mut(&mut v);
-                md.insert("uid".into(), json!(new_uid()));
-                md.insert("creationTimestamp".into(), json!(ctx.now));
-            }
-            return Ok(Written {
-                code: if creating { 201 } else { 200 },
-                obj: to_view(def, &v),
-            });
-        }
-
-        // Removing the last finalizer of an object being deleted deletes it.
-        let deleting = meta(&new_stored).get("deletionTimestamp").is_some();
-        if deleting
-            && finalizers(&new_stored).is_empty()
-            && def.kind != "Namespace"
-            && let Some(l) = &live
-        {
-            let last = Arc::new(new_stored.clone());
-            self.remove_object(def, last, Some(l.clone()));
-            return Ok(Written {
-                code: 200,
-                obj: to_view(def, &new_stored),
-            });
-        }
-
-        let rv = self.next_rv();
-        {
-            let md = meta_mut(&mut new_stored);
-            md.insert("resourceVersion".into(), json!(rv.to_string()));
-            if creating {
-                md.insert("uid".into(), json!(new_uid()));
-                md.insert("creationTimestamp".into(), json!(ctx.now));
-            }
-        }
-        let stored = Arc::new(new_stored);
-        let ty = if creating {
-            EventType::Added
-        } else {
-            EventType::Modified
-        };
-        self.emit(&def.store_key, ty, stored.clone(), live);
-        if def.kind == "CustomResourceDefinition" && def.group == "apiextensions.k8s.io" {
-            self.sync_crd(&stored);
-        }
-        Ok(Written {
-            code: if creating { 201 } else { 200 },
-            obj: to_view(def, &stored),
-        })
-    }
-
     /// Deletes the stored object at once (resourceVersion bump, DELETED event).
     fn remove_object(&mut self, def: &ResourceDef, last: Arc<Value>, prev: Option<Arc<Value>>) {
         let rv = self.next_rv();
@@ -1012,106 +454,6 @@ impl State {
         if def.kind == "CustomResourceDefinition" && def.group == "apiextensions.k8s.io" {
             self.unregister_crd(&obj);
         }
-    }
-
-    /// DELETE of one object.
-    pub fn delete(
-        &mut self,
-        def: &Arc<ResourceDef>,
-        ns: &str,
-        name: &str,
-        opts: &DeleteOpts,
-        now: &str,
-    ) -> Result<(u16, Value), ApiError> {
-        let res = def.res();
-        let Some(live) = self.get_stored(def, ns, name) else {
-            return Err(res.not_found(name));
-        };
-        let uid = meta_str(&live, "uid").unwrap_or("").to_string();
-        if let Some(want) = &opts.uid
-            && *want != uid
-        {
-            return Err(res.precondition_failed(
-                    &def.kind,
-                    name,
-                    format!("the UID in the precondition ({want}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"),
-                ));
-        }
-        if let Some(want) = &opts.rv {
-            let have = meta_str(&live, "resourceVersion").unwrap_or("");
-            if want != have {
-                return Err(res.precondition_failed(
-                    &def.kind,
-                    name,
-                    format!("the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({have}). The object might have been modified"),
-                ));
-            }
-        }
-        let mut obj = (*live).clone();
-        let mut fins = finalizers(&obj);
-        match opts.propagation.as_deref() {
-            Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
-                fins.push("foregroundDeletion".into())
-            }
-            Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
-            _ => {}
-        }
-        let already = meta(&obj).get("deletionTimestamp").is_some();
-        if def.kind == "Namespace" && def.builtin {
-            if already {
-                return Ok((200, to_view(def, &live)));
-            }
-            if opts.dry_run {
-                return Ok((200, to_view(def, &live)));
-            }
-            meta_mut(&mut obj).insert("deletionTimestamp".into(), json!(now));
-            obj["status"]["phase"] = json!("Terminating");
-            let rv = self.next_rv();
-            meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-            let obj = Arc::new(obj);
-            self.emit(&def.store_key, EventType::Modified, obj.clone(), Some(live));
-            return Ok((200, to_view(def, &obj)));
-        }
-        if !fins.is_empty() {
-            let fins_changed = fins != finalizers(&live);
-            if already && !fins_changed {
-                return Ok((200, to_view(def, &live)));
-            }
-            if opts.dry_run {
-                return Ok((200, to_view(def, &live)));
-            }
-            {
-                let md = meta_mut(&mut obj);
-                md.insert("finalizers".into(), json!(fins));
-                if !already {
-                    md.insert("deletionTimestamp".into(), json!(now));
-                    md.insert("deletionGracePeriodSeconds".into(), json!(0));
-                    if def.generation {
-                        let g = md.get("generation").and_then(Value::as_i64).unwrap_or(0);
-                        md.insert("generation".into(), json!(g + 1));
-                    }
-                }
-            }
-            let rv = self.next_rv();
-            meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-            let obj = Arc::new(obj);
-            self.emit(&def.store_key, EventType::Modified, obj.clone(), Some(live));
-            return Ok((200, to_view(def, &obj)));
-        }
-        if !opts.dry_run {
-            self.remove_object(def, live.clone(), Some(live.clone()));
-        }
-        let mut details = Map::new();
-        details.insert("name".into(), json!(name));
-        if !def.group.is_empty() {
-            details.insert("group".into(), json!(def.group));
-        }
-        details.insert("kind".into(), json!(def.plural));
-        details.insert("uid".into(), json!(uid));
-        Ok((
-            200,
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
-        ))
     }
 
     /// Makes an installed CRD's resources served (or updates them).
@@ -1312,72 +654,4 @@ fn decode_continue(tok: &str) -> Result<(i64, String), ApiError> {
         v["rv"].as_i64().unwrap_or(0),
         v["start"].as_str().unwrap_or("").to_string(),
     ))
-}
-
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-fn check_name(body: &Value, url_name: &str) -> Result<(), ApiError> {
-    match meta_str(body, "name") {
-        Some(n) if !n.is_empty() && n != url_name => Err(bad_request(format!(
-            "the name of the object ({n}) does not match the name on the URL ({url_name})"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn check_patched_rv(c: &Value, live: &Value, res: &Res, name: &str) -> Result<(), ApiError> {
-    if meta_str(c, "resourceVersion") != meta_str(live, "resourceVersion") {
-        return Err(res.conflict_modified(name));
-    }
-    Ok(())
-}
-
-/// A body of another kind than the endpoint serves is a 400.
-fn check_type_meta(def: &ResourceDef, body: &Value) -> Result<(), ApiError> {
-    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
-    let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if !kind.is_empty() && kind != def.kind {
-        let src_version = api_version.split_once('/').map_or(api_version, |(_, v)| v);
-        let internal = if def.group.is_empty() {
-            "core"
-        } else {
-            def.group.as_str()
-        };
-        return Err(bad_request(format!(
-            "{kind} in version {src_version:?} cannot be handled as a {}: converting ({src_version}.{kind}) to ({internal}.{}): unknown conversion",
-            def.kind, def.kind
-        )));
-    }
-    if !body.is_object() {
-        return Err(bad_request(format!(
-            "the object provided is unrecognized (must be of type {})",
-            def.kind
-        )));
-    }
-    Ok(())
-}
-
-/// What an apply configuration may set: no server-managed metadata; status only through
-/// the status subresource.
-fn clean_config(cfg: &mut Value, def: &ResourceDef, status_sub: bool) {
-    let Some(m) = cfg.as_object_mut() else { return };
-    if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-        md.remove("managedFields");
-        for k in SERVER_META {
-            md.remove(*k);
-        }
-    }
-    if status_sub {
-        m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
-        if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.retain(|k, _| matches!(k.as_str(), "name" | "namespace"));
-        }
-    } else if def.status {
-        m.remove("status");
-    }
 }

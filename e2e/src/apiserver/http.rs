@@ -1,7 +1,9 @@
 //! The HTTP surface: routing, content negotiation, fault injection, statistics and watch
 //! streams.
 
-use super::engine::{Ctx, DeleteOpts, EventType, ListQuery, State, Write, now, to_view, view_kind};
+use super::engine::{
+    Ctx, DeleteOpts, EventType, ListQuery, State, Write, now, serves_scale, to_view, view_kind,
+};
 use super::resources::{ResourceDef, View};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{
@@ -281,7 +283,11 @@ async fn handle(
             .or_default() += 1;
         *stats.by_verb_resource.entry(full.clone()).or_default() += 1;
     }
-    if verb.is_empty() || sub.as_deref().is_some_and(|s| s != "status" || !def.status) {
+    let sub_served = |s: &str| {
+        let scale_verb = matches!(verb, "get" | "update" | "patch");
+        (s == "status" && def.status) || (s == "scale" && serves_scale(&def) && scale_verb)
+    };
+    if verb.is_empty() || sub.as_deref().is_some_and(|s| !sub_served(s)) {
         let e = if verb.is_empty() {
             method_not_allowed()
         } else {
@@ -515,13 +521,7 @@ fn dispatch(shared: &Shared, verb: &str, req: &Req) -> (Answer, bool) {
             Err(e) => (Err(e), 0),
         },
         "update" => match req.json_body() {
-            Ok(body) => {
-                let ctx = req.ctx();
-                shared.with_state(|st| {
-                    st.write(&def, &req.ns, &req.name, Write::Replace(body), &ctx)
-                        .map(|w| (w.code, w.obj))
-                })
-            }
+            Ok(body) => write(shared, req, Write::Replace(body)),
             Err(e) => (Err(e), 0),
         },
         "patch" => patch(shared, req),
@@ -532,7 +532,25 @@ fn dispatch(shared: &Shared, verb: &str, req: &Req) -> (Answer, bool) {
     (answer, writes > 0)
 }
 
+/// PUT or PATCH of an object, its status or its scale.
+fn write(shared: &Shared, req: &Req, op: Write) -> (Answer, u64) {
+    let ctx = req.ctx();
+    let def = &req.def;
+    shared.with_state(|st| {
+        let written = if req.sub.as_deref() == Some("scale") {
+            st.scale_write(def, &req.ns, &req.name, op, &ctx)
+        } else {
+            st.write(def, &req.ns, &req.name, op, &ctx)
+        };
+        written.map(|w| (w.code, w.obj))
+    })
+}
+
 fn get(shared: &Shared, req: &Req) -> Answer {
+    if req.sub.as_deref() == Some("scale") {
+        let st = shared.state.lock().expect("state");
+        return st.scale_get(&req.def, &req.ns, &req.name).map(|s| (200, s));
+    }
     let st = shared.state.lock().expect("state");
     let obj = st
         .get_stored(&req.def, &req.ns, &req.name)
@@ -666,7 +684,6 @@ fn parse_body(req: &Req) -> Result<Value, ApiError> {
 fn patch(shared: &Shared, req: &Req) -> (Answer, u64) {
     let def = req.def.clone();
     let ct = req.content_type();
-    let ctx = req.ctx();
     let op = match ct.as_str() {
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
             if !req.q.contains_key("fieldManager") || req.q["fieldManager"].is_empty() {
@@ -716,10 +733,7 @@ fn patch(shared: &Shared, req: &Req) -> (Answer, u64) {
         },
         _ => return (Err(unsupported_media_type()), 0),
     };
-    shared.with_state(|st| {
-        st.write(&def, &req.ns, &req.name, op, &ctx)
-            .map(|w| (w.code, w.obj))
-    })
+    write(shared, req, op)
 }
 
 fn delete_opts(req: &Req) -> Result<DeleteOpts, ApiError> {

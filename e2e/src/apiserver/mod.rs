@@ -3,17 +3,28 @@
 //! server-side apply with field ownership, CRDs installed the real way, garbage collection and
 //! stand-in controllers that report workloads ready.
 //!
+//! Like a real API server, it refuses changes to immutable fields with the real messages
+//! (StatefulSet spec outside `replicas`, `ordinals`, `template`, `updateStrategy`,
+//! `revisionHistoryLimit`, `persistentVolumeClaimRetentionPolicy`, `minReadySeconds`;
+//! Deployment and ReplicaSet selectors; allocated Service cluster IPs; PersistentVolumeClaim
+//! specs except a bound claim's storage request; data of Secrets and ConfigMaps marked
+//! `immutable`), owner references with more than one controller, and claim growth unless the
+//! StorageClass allows expansion (403 from the resize admission plugin). A default
+//! StorageClass `standard` (expandable) exists from the start; new claims without a class get
+//! it. Deployments, ReplicaSets and StatefulSets serve the `scale` subresource.
+//!
 //! Simplified compared with a real API server: no authentication, authorization or admission
 //! webhooks; JSON only (protobuf and Table requests get JSON); one storage version per CRD
-//! (conversion `None`: only `apiVersion` changes between versions) and no scale
-//! subresources; list pages after the first show the current state rather than a snapshot at
-//! the first page's resourceVersion, and an `Exact` list at an uncompacted past
-//! resourceVersion answers the current state; server-side apply tracks field ownership
-//! without per-type schemas for built-ins beyond the list and map markers that matter
-//! (merge keys of containers, env, ports, volumes, conditions, owner references, finalizers;
-//! atomic selectors); the stand-in controllers report workloads without creating Pods or
-//! ReplicaSets; built-in validation covers names, labels and annotations, Deployment and
-//! StatefulSet essentials, Events and MicroTime fields.
+//! (conversion `None`: only `apiVersion` changes between versions); scale subresources are
+//! listed in legacy discovery only; list pages after the first show the current state rather
+//! than a snapshot at the first page's resourceVersion, and an `Exact` list at an uncompacted
+//! past resourceVersion answers the current state; server-side apply tracks field ownership
+//! without per-type schemas for built-ins beyond the list and map markers that matter (merge
+//! keys of containers, env, ports, volumes, conditions, owner references, finalizers; atomic
+//! selectors); the stand-in controllers report workloads without creating Pods or
+//! ReplicaSets; built-in validation covers names, labels and annotations, owner references,
+//! Deployment and StatefulSet essentials, the immutable fields above, Events and MicroTime
+//! fields. The diff a real server appends to the PVC spec message is abbreviated.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -31,7 +42,9 @@ mod discovery;
 mod engine;
 mod fieldset;
 mod http;
+mod immutable;
 mod patch;
+mod quantity;
 mod resources;
 mod schema;
 mod selector;

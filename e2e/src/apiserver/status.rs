@@ -212,6 +212,15 @@ impl Cause {
         }
     }
 
+    /// `Forbidden: <detail>`.
+    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+        Cause {
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {detail}"),
+            field: field.into(),
+        }
+    }
+
     pub fn type_invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
         Cause {
             reason: "FieldValueTypeInvalid",
@@ -254,13 +263,65 @@ impl Cause {
     }
 }
 
-/// Formats a value the way Go's field errors print it: strings quoted, objects as JSON.
+/// Formats a value the way Go's field errors print it (Kubernetes 1.34 and later): strings
+/// quoted, objects and lists as JSON with struct fields in Go's declaration order.
 pub fn go_value(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::String(s) => format!("{s:?}"),
+        other => go_json_text(other),
+    }
+}
+
+/// Fields of Go structs in their declaration order, for the structs messages print; other
+/// keys (map keys such as labels) come after them, sorted, as Go sorts map keys.
+const GO_FIELD_ORDER: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "name",
+    "uid",
+    "controller",
+    "blockOwnerDeletion",
+    "matchLabels",
+    "matchExpressions",
+    "key",
+    "operator",
+    "values",
+    "metadata",
+    "spec",
+];
+
+/// JSON text with object fields in Go's order (see [`GO_FIELD_ORDER`]).
+pub fn go_json_text(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| {
+                let pos = GO_FIELD_ORDER.iter().position(|f| f == k);
+                (pos.unwrap_or(usize::MAX), (*k).clone())
+            });
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), go_json_text(&m[*k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(go_json_text).collect();
+            format!("[{}]", parts.join(","))
+        }
         other => other.to_string(),
     }
+}
+
+/// 403 Forbidden from an admission plugin: `<resource> "<name>" is forbidden: <reason>`.
+pub fn admission_forbidden(res: &Res, name: &str, reason: &str) -> ApiError {
+    ApiError::status(
+        403,
+        "Forbidden",
+        format!("{} {name:?} is forbidden: {reason}", res.qualified()),
+        Some(res.details(name, res.plural)),
+    )
 }
 
 pub fn bad_request(message: impl Into<String>) -> ApiError {
