@@ -172,3 +172,19 @@ fn rbac_grants_exactly_the_registered_kinds_verbs() {
     .unwrap();
     assert_eq!(serde_json::to_value(&rules).unwrap(), expected);
 }
+
+#[tokio::test]
+async fn a_kind_set_aside_this_pass_is_not_pruned() {
+    let app = application("shop.yaml");
+    let h = Harness::new(&app);
+    // The watch saw the shop's ServiceMonitors; then the cluster stopped serving their API.
+    h.preload(&stored_children(&app));
+    h.ctx.set_caps(ApiCapabilities {
+        service_monitors: false,
+        http_routes: true,
+    });
+    let calls = h.reconcile(&app).await;
+    let w = writes(&calls);
+    assert!(!w.iter().any(|c| c.starts_with("DELETE")), "{w:#?}");
+    assert!(!w.iter().any(|c| c.contains("servicemonitors")), "{w:#?}");
+}

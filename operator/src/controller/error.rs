@@ -45,16 +45,39 @@ fn refusal_text(code: u16, reason: &str, message: &str) -> String {
 
 impl From<kube::Error> for ApiError {
     fn from(e: kube::Error) -> Self {
+        ApiError::of(&e)
+    }
+}
+
+impl ApiError {
+    /// What a client error says, in words (the client's own text of a refusal appends a Rust
+    /// `Debug` dump of the whole answer).
+    pub fn of(e: &kube::Error) -> Self {
         match e {
             kube::Error::Api(s) => ApiError::Refused {
                 code: s.code,
-                reason: s.reason,
-                message: s.message,
+                reason: s.reason.clone(),
+                message: s.message.clone(),
             },
             other => ApiError::Transport {
-                message: with_causes(&other),
+                message: with_causes(other),
             },
         }
+    }
+}
+
+/// A watch's failure in words, for logs.
+pub fn watch_failure(e: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as W;
+    match e {
+        W::InitialListFailed(e) => format!("could not list: {}", ApiError::of(e)),
+        W::WatchStartFailed(e) => format!("could not start watching: {}", ApiError::of(e)),
+        W::WatchFailed(e) => format!("the watch failed: {}", ApiError::of(e)),
+        W::WatchError(s) => format!(
+            "the watch ended: {}",
+            refusal_text(s.code, &s.reason, &s.message)
+        ),
+        W::NoResourceVersion => e.to_string(),
     }
 }
 
@@ -190,6 +213,25 @@ impl Error {
             Retry::AwaitChange
         } else {
             Retry::After(backoff(failures))
+        }
+    }
+
+    /// The `reason` of the conditions and the Warning Event that report this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } | Error::Create { .. } => "ApplyFailed",
+            Error::Prune { .. } => "PruneFailed",
+            Error::Status { .. } | Error::Discovery { .. } => "ReconcileFailed",
+        }
+    }
+
+    /// The `action` of the Warning Event that reports this error.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } | Error::Create { .. } => "Apply",
+            Error::Prune { .. } => "Prune",
+            Error::Status { .. } => "Status",
+            Error::Discovery { .. } => "Discover",
         }
     }
 
@@ -376,6 +418,34 @@ mod tests {
         assert_words(&text);
         assert_eq!(e.category(), ErrorCategory::Transport);
         assert!(!e.is_permanent());
+    }
+
+    #[test]
+    fn watch_failures_read_as_words() {
+        use kube::runtime::watcher::Error as W;
+        let list = W::InitialListFailed(refused(
+            403,
+            "Forbidden",
+            "servicemonitors.monitoring.coreos.com is forbidden: User \"system:serviceaccount:keelson:keelson\" cannot list resource \"servicemonitors\"",
+        ));
+        let text = watch_failure(&list);
+        assert!(
+            text.starts_with("could not list: the API server refused (403 Forbidden): servicemonitors.monitoring.coreos.com is forbidden"),
+            "{text}"
+        );
+        assert_words(&text);
+        let gone = W::WatchError(Box::new(kube::core::Status {
+            status: Some(kube::core::response::StatusSummary::Failure),
+            code: 410,
+            message: "too old resource version: 1 (42)".into(),
+            metadata: Some(Default::default()),
+            reason: "Expired".into(),
+            details: None,
+        }));
+        assert_eq!(
+            watch_failure(&gone),
+            "the watch ended: the API server refused (410 Expired): too old resource version: 1 (42)"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use kube::{
     runtime::events::{Event, EventType},
 };
 
-use super::{Context, apply::Report};
+use super::{Context, apply::Report, error::ApiError};
 use crate::api::Application;
 
 /// The longest note the API server accepts is 1 kB: longer notes are cut.
@@ -37,7 +37,8 @@ pub async fn publish(
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &app.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "could not publish an Event");
+        let error = ApiError::of(&e);
+        tracing::warn!(%error, reason, "could not publish an Event");
     }
 }
 

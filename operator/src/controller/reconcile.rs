@@ -214,7 +214,8 @@ async fn report(
     let ((), wrote) = futures::join!(announce, status::write(ctx, app, st));
     if let Err(e) = &result {
         let note = e.to_string();
-        events::publish(ctx, app, EventType::Warning, "ApplyFailed", "Apply", note).await;
+        let (reason, action) = (e.reason(), e.action());
+        events::publish(ctx, app, EventType::Warning, reason, action, note).await;
     }
     result?;
     wrote.map(|_| ())

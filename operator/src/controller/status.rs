@@ -234,21 +234,16 @@ impl RollUp {
 /// Ready, Progressing and Degraded after a failed apply or prune: some children may be missing
 /// or stale, so not Ready, whatever the workloads say.
 fn set_failed(c: &mut Conditions<'_>, e: &Error) {
-    let next = e.next_step();
+    let (next, reason) = (e.next_step(), e.reason());
     let msg = format!("not every child is in place: {e}; {next}");
-    c.set(READY, false, "ApplyFailed", msg);
+    c.set(READY, false, reason, msg);
     if e.is_permanent() {
         let msg = "waiting for a change of the spec or the cluster".to_string();
-        c.set(PROGRESSING, false, "ApplyFailed", msg);
+        c.set(PROGRESSING, false, reason, msg);
     } else {
-        c.set(
-            PROGRESSING,
-            true,
-            "ApplyFailed",
-            "retrying the apply".into(),
-        );
+        c.set(PROGRESSING, true, reason, "retrying the apply".into());
     }
-    c.set(DEGRADED, true, "ApplyFailed", format!("{e}; {next}"));
+    c.set(DEGRADED, true, reason, format!("{e}; {next}"));
 }
 
 /// Ready, Progressing and Degraded after a complete apply: the workloads' roll-out.

@@ -533,7 +533,8 @@ async fn follow<T, S>(
                 notify(&ns, obs.owner.as_ref())
             }
             Err(e) => {
-                tracing::warn!(kind, error = %e, "watch of children failed; retrying");
+                let error = super::error::watch_failure(&e);
+                tracing::warn!(kind, %error, "watch of children failed; retrying");
                 true
             }
         };

@@ -28,6 +28,7 @@ use crate::{
         Context, ControllerConfig, error_policy, fetch, reconcile,
         watch::{self, Scope},
     },
+    kinds,
 };
 
 type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
@@ -131,21 +132,18 @@ async fn rediscover(ctx: Arc<Context>, changed: UnboundedSender<()>) {
     }
 }
 
-/// The optional APIs served, in words.
+/// The optional APIs served, in words, e.g. `monitoring.coreos.com/v1`.
 fn served(caps: ApiCapabilities) -> String {
-    let ApiCapabilities {
-        service_monitors,
-        http_routes,
-    } = caps;
-    let names = [
-        (service_monitors, "monitoring.coreos.com/v1"),
-        (http_routes, "gateway.networking.k8s.io/v1"),
-    ];
-    let served: Vec<&str> = names.iter().filter(|(s, _)| *s).map(|(_, n)| *n).collect();
-    if served.is_empty() {
+    let mut apis: Vec<String> = kinds::all()
+        .into_iter()
+        .filter(|k| k.api.is_some_and(|api| caps.serves(api)))
+        .map(|k| format!("{}/{}", k.group, k.version))
+        .collect();
+    apis.dedup();
+    if apis.is_empty() {
         "none".into()
     } else {
-        served.join(", ")
+        apis.join(", ")
     }
 }
 
