@@ -1,9 +1,15 @@
 //! Offline rendering: the same validate and build the controller runs, printed as YAML.
+//!
+//! Input is read as kubectl reads it ([`yaml`]: YAML 1.1 scalars, bounded size and depth);
+//! output is YAML that kubectl reads back to the same values: strings that YAML 1.1 would take
+//! for something else are quoted, and no block scalars are written (a block scalar whose content
+//! begins with a tab is unreadable for kubectl), so multi-line strings are double-quoted.
+
+pub mod yaml;
 
 use std::collections::BTreeMap;
 
 use kube::CustomResourceExt;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
@@ -18,13 +24,11 @@ pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
 /// Why an input could not be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// The input is not YAML.
-    #[error("document {doc}: not valid YAML: {source}")]
+    /// The input is not YAML kubectl can read, or beyond the reader's limits.
+    #[error("not valid YAML: {source}")]
     Yaml {
-        /// 1-based document number.
-        doc: usize,
-        /// The parser's error.
-        source: serde_norway::Error,
+        /// The reader's error.
+        source: yaml::YamlError,
     },
     /// A document is something other than an Application.
     #[error(
@@ -66,12 +70,9 @@ pub fn render_values(
     creds: impl Fn(&str) -> Credentials,
 ) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::new();
-    for (i, doc) in serde_norway::Deserializer::from_str(input).enumerate() {
+    let documents = yaml::read_documents(input).map_err(|source| RenderError::Yaml { source })?;
+    for (i, value) in documents.into_iter().enumerate() {
         let doc_no = i + 1;
-        let value = Value::deserialize(doc).map_err(|source| RenderError::Yaml {
-            doc: doc_no,
-            source,
-        })?;
         if value.is_null() {
             continue;
         }
@@ -108,14 +109,20 @@ pub fn render_values(
     Ok(out)
 }
 
-/// Objects as a multi-document YAML stream.
+/// Objects as a multi-document YAML stream that kubectl reads back to the same values.
 pub fn to_yaml_stream(objects: &[Value]) -> String {
     let mut out = String::new();
     for o in objects {
         out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(o).expect("JSON values serialize to YAML"));
+        out.push_str(&to_yaml(o));
     }
     out
+}
+
+/// One value as YAML for kubectl (YAML 1.1 readers): ambiguous strings quoted, no block scalars.
+pub fn to_yaml(value: &Value) -> String {
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    serde_saphyr::to_string_with_options(value, options).expect("JSON values serialize to YAML")
 }
 
 const GENERATED: &str =

@@ -79,3 +79,27 @@ pub const ENV_SOURCE_ONE_OF: CelRule = (
     "has(self.secretKeyRef) != has(self.configMapKeyRef)",
     "valueFrom needs exactly one of secretKeyRef or configMapKeyRef",
 );
+
+/// On a route: the path is normalized, as an Ingress `Prefix` path (Kubernetes
+/// `validateHTTPIngressPath`) and an HTTPRoute `PathPrefix` value (Gateway API `HTTPPathMatch`)
+/// must be. The characters are the `pattern` of the field.
+pub const ROUTE_PATH_NORMALIZED: CelRule = (
+    "!self.path.contains('//') && !self.path.contains('/./') && !self.path.contains('/../') && !self.path.contains('%2f') && !self.path.contains('%2F') && !self.path.endsWith('/.') && !self.path.endsWith('/..')",
+    "spec.gateway.routes[].path must be a normalized path, as Ingress and Gateway API require: no `//`, `/./`, `/../`, `%2F` or `%2f`, and no trailing `/.` or `/..`",
+);
+
+/// On the gateway: two parentRefs naming the same Gateway both set a sectionName (Gateway API
+/// HTTPRoute `spec.parentRefs` rule "sectionName must be specified when parentRefs includes 2 or
+/// more references to the same parent").
+pub const PARENT_REFS_SECTION_WHEN_SHARED: CelRule = (
+    "!has(self.parentRefs) || self.parentRefs.all(p1, self.parentRefs.all(p2, p1.name == p2.name && (has(p1.__namespace__) ? p1.__namespace__ : '') == (has(p2.__namespace__) ? p2.__namespace__ : '') ? has(p1.sectionName) == has(p2.sectionName) : true))",
+    "when spec.gateway.parentRefs names the same Gateway twice, each entry needs a sectionName (the listener): set sectionName on every entry for that Gateway",
+);
+
+/// On the gateway: no two parentRefs name the same Gateway and listener (Gateway API HTTPRoute
+/// `spec.parentRefs` rule "sectionName must be unique when parentRefs includes 2 or more
+/// references to the same parent").
+pub const PARENT_REFS_UNIQUE: CelRule = (
+    "!has(self.parentRefs) || self.parentRefs.all(p1, self.parentRefs.exists_one(p2, p1.name == p2.name && (has(p1.__namespace__) ? p1.__namespace__ : '') == (has(p2.__namespace__) ? p2.__namespace__ : '') && (has(p1.sectionName) ? p1.sectionName : '') == (has(p2.sectionName) ? p2.sectionName : '')))",
+    "spec.gateway.parentRefs lists the same Gateway and sectionName twice: list each Gateway listener once",
+);

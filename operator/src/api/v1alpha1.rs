@@ -14,20 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use super::rules;
 
-/// Pattern of a Kubernetes resource quantity such as `100m`, `1.5`, `128Mi` or `10Gi`.
-pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+pub use super::k8s_rules::{
+    CONFIG_MAP_KEY_PATTERN, DNS_1123_LABEL_PATTERN, DNS_1123_SUBDOMAIN_PATTERN, DURATION_PATTERN,
+    ENV_VAR_NAME_PATTERN as ENV_NAME_PATTERN, HOST_PATTERN, HTTP_PATH_PATTERN, PORT_NAME_PATTERN,
+};
+pub use super::quantity::QUANTITY_PATTERN;
 /// Pattern of a component name: a DNS-1035 label (it names Kubernetes Services).
-pub const NAME_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
-/// Pattern of a port name (IANA service name, as Kubernetes requires for container ports).
-pub const PORT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-/// Pattern of a Go-style duration as Prometheus accepts it, e.g. `30s` or `1m`.
-pub const DURATION_PATTERN: &str =
-    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$";
-/// Pattern of an environment variable name.
-pub const ENV_NAME_PATTERN: &str = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$";
-/// Pattern of a host name in `gateway.hosts` (a DNS name, optionally with a leading `*.`).
-pub const HOST_PATTERN: &str =
-    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const NAME_PATTERN: &str = super::k8s_rules::DNS_1035_LABEL_PATTERN;
 
 /// An application stack: its gateway, services, databases and scaling policy.
 ///
@@ -114,10 +107,14 @@ pub struct ApplicationSpec {
 #[x_kube(
     validation = Rule::new(rules::GATEWAY_ONE_KIND.0).message(rules::GATEWAY_ONE_KIND.1),
     validation = Rule::new(rules::GATEWAY_TLS_INGRESS_ONLY.0).message(rules::GATEWAY_TLS_INGRESS_ONLY.1).field_path(".tls"),
+    validation = Rule::new(rules::PARENT_REFS_SECTION_WHEN_SHARED.0).message(rules::PARENT_REFS_SECTION_WHEN_SHARED.1).field_path(".parentRefs"),
+    validation = Rule::new(rules::PARENT_REFS_UNIQUE.0).message(rules::PARENT_REFS_UNIQUE.1).field_path(".parentRefs"),
 )]
 pub struct GatewaySpec {
-    /// The host names the application answers on, e.g. `shop.example.com`. Default: none, which
-    /// matches every host. The first one makes the application's URL.
+    /// The host names the application answers on, e.g. `shop.example.com` or `*.example.com`:
+    /// lowercase DNS names (letters, digits, `-`, `.`), optionally starting with `*.`, never an IP
+    /// address. Default: none, which matches every host. The first one makes the application's
+    /// URL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 253), regex(pattern = HOST_PATTERN)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
@@ -128,24 +125,29 @@ pub struct GatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<GatewayTls>,
 
-    /// The IngressClass of the Ingress, e.g. `nginx`. Default: the cluster's default class.
+    /// The IngressClass of the Ingress, e.g. `nginx`: a DNS-1123 subdomain (lowercase letters,
+    /// digits, `-`, `.`). Default: the cluster's default class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub class_name: Option<String>,
 
     /// The Gateways to attach an HTTPRoute to. When set, Keelson creates a
-    /// gateway.networking.k8s.io/v1 HTTPRoute instead of an Ingress.
+    /// gateway.networking.k8s.io/v1 HTTPRoute instead of an Ingress. Two entries naming the same
+    /// Gateway (name and namespace) must each set a distinct `sectionName`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub parent_refs: Vec<ParentRef>,
 
     /// Extra annotations for the Ingress or HTTPRoute, e.g. for cert-manager or the ingress
-    /// controller. Default: none.
+    /// controller. Keys are Kubernetes qualified names (`[prefix/]name`); keys and values
+    /// together at most 256 KiB; no `argocd.argoproj.io/` keys. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 
     /// Which service answers which path. A request goes to the route with the longest matching
-    /// path prefix.
+    /// path prefix. With `parentRefs`, the HTTPRoute gets one rule per routed service and port,
+    /// and Gateway API allows at most 16 rules: routes may name at most 16 distinct
+    /// service-and-port pairs.
     #[schemars(length(min = 1, max = 64))]
     pub routes: Vec<Route>,
 }
@@ -155,8 +157,8 @@ pub struct GatewaySpec {
 #[serde(rename_all = "camelCase")]
 pub struct GatewayTls {
     /// The Secret (type kubernetes.io/tls, in the Application's namespace) holding the
-    /// certificate for every host in `hosts`.
-    #[schemars(length(min = 1, max = 253))]
+    /// certificate for every host in `hosts`: a DNS-1123 subdomain.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub secret_name: String,
 }
 
@@ -167,22 +169,27 @@ pub struct ParentRef {
     /// The Gateway's name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// The Gateway's namespace. Default: the Application's namespace.
+    /// The Gateway's namespace: a DNS-1123 label. Default: the Application's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_1123_LABEL_PATTERN))]
     pub namespace: Option<String>,
-    /// The listener of the Gateway to attach to. Default: every listener that accepts the route.
+    /// The listener of the Gateway to attach to: a DNS-1123 subdomain. Default: every listener
+    /// that accepts the route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub section_name: Option<String>,
 }
 
 /// One path of the gateway and the service that answers it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(rules::ROUTE_PATH_NORMALIZED.0).message(rules::ROUTE_PATH_NORMALIZED.1).field_path(".path"))]
 pub struct Route {
-    /// The path prefix, e.g. `/api/orders` or `/`.
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^;{}\s]*$"))]
+    /// The path prefix, e.g. `/api/orders` or `/`. As both an Ingress and a Gateway API
+    /// HTTPRoute accept it: starts with `/`; letters, digits, `-/._~!$&'()*+,;=:@` and
+    /// %-escapes of two hex digits; no `//`, `/./`, `/../`, `%2F` or `%2f`; not ending in `/.`
+    /// or `/..`.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = HTTP_PATH_PATTERN))]
     pub path: String,
     /// The name of the service in `services` that answers this path.
     #[schemars(length(min = 1, max = 40))]
@@ -206,7 +213,8 @@ pub struct ServiceSpec {
     #[schemars(length(min = 1, max = 40), regex(pattern = NAME_PATTERN))]
     pub name: String,
 
-    /// The container image, e.g. `ghcr.io/acme/orders:1.4.2`. Pin a tag or digest.
+    /// The container image, e.g. `ghcr.io/acme/orders:1.4.2`. Pin a tag or digest. No leading
+    /// or trailing whitespace (Kubernetes refuses such Pods).
     #[schemars(length(min = 1, max = 512))]
     pub image: String,
 
@@ -281,9 +289,10 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only_root_filesystem: Option<bool>,
 
-    /// The ServiceAccount the pods run as. Default: the namespace's `default` account.
+    /// The ServiceAccount the pods run as: a DNS-1123 subdomain. Default: the namespace's
+    /// `default` account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub service_account_name: Option<String>,
 
     /// Whether the pods get a Kubernetes API token mounted. Default: false.
@@ -303,8 +312,10 @@ pub enum PullPolicy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Port {
-    /// The port's name, e.g. `http` or `grpc`: lowercase letters, digits and `-`, at most 15
-    /// characters. Routes, probes and metrics refer to ports by this name.
+    /// The port's name, e.g. `http` or `grpc`: an IANA service name as Kubernetes requires for
+    /// container ports, 1 to 15 lowercase letters, digits and `-`, with at least one letter,
+    /// no `--`, and no `-` at either end (so `8080` and `admin--tls` are refused). Routes, probes
+    /// and metrics refer to ports by this name.
     #[schemars(length(min = 1, max = 15), regex(pattern = PORT_NAME_PATTERN))]
     pub name: String,
     /// The port number the container listens on; the Service exposes the same number.
@@ -330,10 +341,12 @@ pub enum Protocol {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(rules::ENV_ONE_SOURCE.0).message(rules::ENV_ONE_SOURCE.1))]
 pub struct EnvVarSpec {
-    /// The variable's name.
+    /// The variable's name: letters, digits, `-`, `_` and `.`, not starting with a digit, not
+    /// `.` and not starting with `..`.
     #[schemars(length(min = 1, max = 128), regex(pattern = ENV_NAME_PATTERN))]
     pub name: String,
-    /// A literal value. Do not put secrets here: use `valueFrom.secretKeyRef`.
+    /// A literal value: a string, so quote values YAML would read as something else (`"on"`,
+    /// `"yes"`, `"0123"`, `"1.0"`). Do not put secrets here: use `valueFrom.secretKeyRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32768))]
     pub value: Option<String>,
@@ -359,11 +372,11 @@ pub struct EnvSource {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyRef {
-    /// The Secret's or ConfigMap's name.
-    #[schemars(length(min = 1, max = 253))]
+    /// The Secret's or ConfigMap's name: a DNS-1123 subdomain.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// The key.
-    #[schemars(length(min = 1, max = 253))]
+    /// The key: letters, digits, `-`, `_` and `.`, not `.` and not starting with `..`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = CONFIG_MAP_KEY_PATTERN))]
     pub key: String,
     /// Whether the container may start when the key is missing. Default: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -407,15 +420,17 @@ pub struct ResourcesSpec {
     pub limits: Option<ResourceAmounts>,
 }
 
-/// Amounts of CPU and memory.
+/// Amounts of CPU and memory, as Kubernetes quantities: a number of at most 64 characters, with
+/// an optional suffix (`m`, `k`, `M`, `G`, ..., `Ki`, `Mi`, `Gi`, ... or an exponent `e3` of
+/// at most two digits); never negative. A request may not exceed its limit.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceAmounts {
-    /// CPU, e.g. `100m` (a tenth of a core) or `2`.
+    /// CPU, e.g. `100m` (a tenth of a core) or `"2"`. At most 1000 cores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
     pub cpu: Option<String>,
-    /// Memory, e.g. `128Mi` or `1Gi`.
+    /// Memory, e.g. `128Mi` or `1Gi`. At least 1Mi: `256m` would be 0.256 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
     pub memory: Option<String>,
@@ -509,7 +524,8 @@ pub struct MetricsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
     pub path: Option<String>,
-    /// How often Prometheus scrapes, e.g. `30s`. Default: `30s`.
+    /// How often Prometheus scrapes, e.g. `30s` or `1m30s` (units `y w d h m s ms`, as the
+    /// ServiceMonitor CRD accepts them). Default: `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 32), regex(pattern = DURATION_PATTERN))]
     pub interval: Option<String>,
@@ -535,7 +551,7 @@ pub struct Database {
     pub version: Option<String>,
 
     /// A container image to run instead of the official one for `engine` and `version`. It must
-    /// accept the official image's environment variables.
+    /// accept the official image's environment variables. No leading or trailing whitespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
@@ -570,13 +586,13 @@ pub enum Engine {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Storage {
-    /// The volume's size, e.g. `10Gi`. Default: `1Gi`.
+    /// The volume's size, e.g. `10Gi`: a quantity (see resources) of at least 1Mi. Default: `1Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
     pub size: Option<String>,
-    /// The StorageClass. Default: the cluster's default class.
+    /// The StorageClass: a DNS-1123 subdomain. Default: the cluster's default class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub storage_class_name: Option<String>,
 }
 

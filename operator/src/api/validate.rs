@@ -20,7 +20,11 @@ use std::{
 use kube::{CustomResourceExt, core::cel};
 use serde_json::Value;
 
-use super::v1alpha1::*;
+use super::{
+    k8s_rules,
+    quantity::{self, Amount},
+    v1alpha1::*,
+};
 
 /// The longest Kubernetes object name that is also a DNS label (Services, Deployments' pods).
 const MAX_LABEL_NAME: usize = 63;
@@ -315,6 +319,12 @@ fn schema_errors(spec: &Value) -> Vec<FieldError> {
                             .join(", ")
                     )
                 }
+                jsonschema::error::ValidationErrorKind::Pattern { pattern } => {
+                    pattern_message(pattern, e.instance()).unwrap_or_else(|| e.to_string())
+                }
+                jsonschema::error::ValidationErrorKind::Type { kind } => {
+                    type_message(kind, e.instance()).unwrap_or_else(|| e.to_string())
+                }
                 _ => e.to_string(),
             };
             FieldError { field, message }
@@ -322,6 +332,80 @@ fn schema_errors(spec: &Value) -> Vec<FieldError> {
         .collect();
     out.sort_by(|a, b| a.field.cmp(&b.field));
     out
+}
+
+/// The words for a value that fails one of the CRD's patterns: the reason the Kubernetes rule
+/// behind the pattern gives, and the fix.
+fn pattern_message(pattern: &str, value: &Value) -> Option<String> {
+    let v = value.as_str()?;
+    type Check = fn(&str) -> k8s_rules::Rule;
+    let (check, fix): (Check, &str) = match pattern {
+        QUANTITY_PATTERN => {
+            let e = quantity::parse(v).err()?;
+            return Some(format!("`{}` {e}", shown(v)));
+        }
+        DURATION_PATTERN => {
+            return Some(format!(
+                "`{}` is not a duration: write a number with a unit, such as `30s`, `1m` or `1m30s` (units y, w, d, h, m, s, ms)",
+                shown(v)
+            ));
+        }
+        PORT_NAME_PATTERN => (
+            k8s_rules::port_name,
+            "Kubernetes needs port names to be IANA service names; use a name such as `http`, `grpc` or `http-8080`",
+        ),
+        NAME_PATTERN => (
+            k8s_rules::dns1035_label,
+            "it names Kubernetes objects; use a name such as `orders` or `orders-db`",
+        ),
+        DNS_1123_SUBDOMAIN_PATTERN => (
+            k8s_rules::dns1123_subdomain,
+            "it names a Kubernetes object, such as `my-secret` or `nginx`",
+        ),
+        DNS_1123_LABEL_PATTERN => (
+            k8s_rules::dns1123_label,
+            "it names a Kubernetes namespace, such as `gateway-system`",
+        ),
+        ENV_NAME_PATTERN => (
+            k8s_rules::env_var_name,
+            "use letters, digits and `_`, such as `LOG_LEVEL`",
+        ),
+        CONFIG_MAP_KEY_PATTERN => (
+            k8s_rules::config_map_key,
+            "name a key of the Secret or ConfigMap",
+        ),
+        HOST_PATTERN => (
+            k8s_rules::host,
+            "write a DNS name such as `shop.example.com` or `*.example.com`",
+        ),
+        HTTP_PATH_PATTERN => (
+            k8s_rules::http_path,
+            "Ingress and Gateway API refuse such paths; write a plain path such as `/api/v2`",
+        ),
+        _ => return None,
+    };
+    let reason = check(v).err()?;
+    Some(format!("`{}` {reason}: {fix}", shown(v)))
+}
+
+/// The words for a number or boolean where a string belongs: YAML (and kubectl) read unquoted
+/// `on`, `yes`, `080` or `1.0` as such; quoting keeps them strings.
+fn type_message(kind: &jsonschema::error::TypeKind, value: &Value) -> Option<String> {
+    let jsonschema::error::TypeKind::Single(expected) = kind else {
+        return None;
+    };
+    if !matches!(expected, jsonschema::JsonType::String) {
+        return None;
+    }
+    match value {
+        Value::Bool(b) => Some(format!(
+            "must be of type string, found boolean {b}: YAML, as kubectl reads it, takes an unquoted `on`, `off`, `yes`, `no`, `y`, `n`, `true` or `false` as a boolean; quote the value, e.g. `\"on\"`"
+        )),
+        Value::Number(n) => Some(format!(
+            "must be of type string, found number {n}: quote the value, e.g. `\"{n}\"` (YAML reads unquoted digits as a number, and `010` as octal 8)"
+        )),
+        _ => None,
+    }
 }
 
 fn json_pointer_to_path(pointer: &str) -> String {
@@ -409,6 +493,13 @@ impl Checker {
         });
     }
 
+    /// Report `value` at `field` when a Kubernetes rule refuses it: "`value` reason: fix".
+    fn rule(&mut self, field: impl Into<String>, value: &str, result: k8s_rules::Rule, fix: &str) {
+        if let Err(reason) = result {
+            self.err(field, format!("`{}` {reason}: {fix}", shown(value)));
+        }
+    }
+
     fn check(&mut self, name: &str, namespace: &str, spec: &ApplicationSpec) -> Model {
         if !is_dns_1035_label(name) {
             self.err(
@@ -478,14 +569,26 @@ impl Checker {
     }
 
     fn database(&mut self, app: &str, i: usize, d: &Database) -> DatabaseModel {
-        let object_name = self.object_name(
-            format!("spec.databases[{i}].name"),
-            app,
-            &d.name,
-            MAX_STATEFULSET_NAME,
-        );
+        let field = format!("spec.databases[{i}]");
+        let object_name =
+            self.object_name(format!("{field}.name"), app, &d.name, MAX_STATEFULSET_NAME);
+        if let Some(image) = &d.image {
+            self.image(format!("{field}.image"), image);
+        }
         if let Some(r) = &d.resources {
-            self.requests_within_limits(&format!("spec.databases[{i}].resources"), r);
+            self.resources(&format!("{field}.resources"), r);
+        }
+        let storage = d.storage.as_ref();
+        if let Some(size) = storage.and_then(|s| s.size.as_deref()) {
+            self.storage_size(&format!("{field}.storage.size"), size);
+        }
+        if let Some(class) = storage.and_then(|s| s.storage_class_name.as_deref()) {
+            self.rule(
+                format!("{field}.storage.storageClassName"),
+                class,
+                k8s_rules::dns1123_subdomain(class),
+                "name a StorageClass (`kubectl get storageclass`)",
+            );
         }
         DatabaseModel {
             secret_name: format!("{object_name}-credentials"),
@@ -494,9 +597,7 @@ impl Checker {
                 .image
                 .clone()
                 .unwrap_or_else(|| default_image(d.engine, d.version.as_deref())),
-            storage_size: d
-                .storage
-                .as_ref()
+            storage_size: storage
                 .and_then(|s| s.size.clone())
                 .unwrap_or_else(|| DEFAULT_STORAGE_SIZE.into()),
             delete_volume: d.deletion_policy == Some(DeletionPolicy::Delete),
@@ -514,111 +615,19 @@ impl Checker {
     ) -> ServiceModel {
         let field = format!("spec.services[{i}]");
         let object_name = self.object_name(format!("{field}.name"), app, &s.name, MAX_LABEL_NAME);
-
-        self.unique(
-            &format!("{field}.ports"),
-            s.ports.iter().map(|p| p.name.as_str()),
-            "port",
-        );
-        let mut port_numbers = BTreeSet::new();
-        for (j, p) in s.ports.iter().enumerate() {
-            if !port_numbers.insert((p.port, p.protocol.unwrap_or(Protocol::Tcp) == Protocol::Tcp))
-            {
-                self.err(
-                    format!("{field}.ports[{j}].port"),
-                    format!(
-                        "port number {} is declared twice: give each port its own number",
-                        p.port
-                    ),
-                );
-            }
+        self.image(format!("{field}.image"), &s.image);
+        if let Some(sa) = &s.service_account_name {
+            self.rule(
+                format!("{field}.serviceAccountName"),
+                sa,
+                k8s_rules::dns1123_subdomain(sa),
+                "name a ServiceAccount (`kubectl get serviceaccounts`)",
+            );
         }
-        let port_names: BTreeSet<&str> = s.ports.iter().map(|p| p.name.as_str()).collect();
-        if let Some(probes) = &s.probes {
-            for (kind, probe) in [
-                ("liveness", &probes.liveness),
-                ("readiness", &probes.readiness),
-                ("startup", &probes.startup),
-            ] {
-                let Some(probe) = probe else { continue };
-                let port = probe
-                    .http_get
-                    .as_ref()
-                    .map(|h| ("httpGet", h.port.as_str()))
-                    .or(probe
-                        .tcp_socket
-                        .as_ref()
-                        .map(|t| ("tcpSocket", t.port.as_str())));
-                if let Some((handler, port)) = port
-                    && !port_names.contains(port)
-                {
-                    self.err(
-                        format!("{field}.probes.{kind}.{handler}.port"),
-                        format!(
-                            "the probe checks port `{port}`, but service `{}` declares {}: name one of its ports",
-                            s.name,
-                            declared(&port_names)
-                        ),
-                    );
-                }
-            }
-        }
-
-        let mut listed = BTreeSet::new();
-        for (j, u) in s.uses.iter().enumerate() {
-            if !listed.insert(u.as_str()) {
-                self.err(
-                    format!("{field}.uses[{j}]"),
-                    format!("database `{u}` is listed twice in uses: list it once"),
-                );
-            }
-        }
-        let mut resolved = BTreeSet::new();
-        let uses: Vec<DatabaseRef> = s
-            .uses
-            .iter()
-            .filter(|u| resolved.insert(u.as_str()))
-            .filter_map(|u| databases.iter().find(|d| &d.spec.name == u))
-            .map(|d| DatabaseRef {
-                name: d.spec.name.clone(),
-                engine: d.spec.engine,
-                secret_name: d.secret_name.clone(),
-                env_prefix: env_prefix(&d.spec.name),
-            })
-            .collect();
-        let mut injected: BTreeMap<String, String> = BTreeMap::new();
-        for db in &uses {
-            for (suffix, _) in injected_env_keys(db.engine) {
-                let var = format!("{}_{suffix}", db.env_prefix);
-                if let Some(other) = injected.insert(var.clone(), db.name.clone()) {
-                    self.err(
-                        format!("{field}.uses"),
-                        format!(
-                            "databases `{other}` and `{}` both inject `{var}`: rename one of them",
-                            db.name
-                        ),
-                    );
-                }
-            }
-        }
-        let mut env_names = BTreeSet::new();
-        for (j, e) in s.env.iter().enumerate() {
-            if !env_names.insert(e.name.as_str()) {
-                self.err(
-                    format!("{field}.env[{j}].name"),
-                    format!("env var `{}` is set twice: keep one", e.name),
-                );
-            }
-            if let Some(db) = injected.get(&e.name) {
-                self.err(
-                    format!("{field}.env[{j}].name"),
-                    format!(
-                        "`{}` is set by Keelson from database `{db}` (listed in uses): remove this env var or rename it",
-                        e.name
-                    ),
-                );
-            }
-        }
+        self.ports(&field, s);
+        self.probes(&field, s);
+        let uses = self.uses(&field, s, databases);
+        self.env(&field, s, &uses);
 
         let replicas = self.replicas(&field, s, defaults);
         if let Replicas::Autoscaled { .. } = replicas {
@@ -636,7 +645,7 @@ impl Checker {
             }
         }
         if let Some(r) = &s.resources {
-            self.requests_within_limits(&format!("{field}.resources"), r);
+            self.resources(&format!("{field}.resources"), r);
         }
 
         ServiceModel {
@@ -655,6 +664,172 @@ impl Checker {
                     .unwrap_or_else(|| DEFAULT_METRICS_INTERVAL.into()),
             }),
             spec: s.clone(),
+        }
+    }
+
+    /// Kubernetes refuses a Pod (not the Deployment) whose image has surrounding whitespace.
+    fn image(&mut self, field: String, image: &str) {
+        self.rule(
+            field,
+            image,
+            k8s_rules::image(image),
+            "remove the whitespace around the image reference",
+        );
+    }
+
+    /// Port names (container ports, Service ports and target ports, probe and Ingress backend
+    /// ports all carry them) and numbers.
+    fn ports(&mut self, field: &str, s: &ServiceSpec) {
+        self.unique(
+            &format!("{field}.ports"),
+            s.ports.iter().map(|p| p.name.as_str()),
+            "port",
+        );
+        let mut port_numbers = BTreeSet::new();
+        for (j, p) in s.ports.iter().enumerate() {
+            self.rule(
+                format!("{field}.ports[{j}].name"),
+                &p.name,
+                k8s_rules::port_name(&p.name),
+                "Kubernetes needs port names to be IANA service names; use a name such as `http`, `grpc` or `http-8080`",
+            );
+            if !port_numbers.insert((p.port, p.protocol.unwrap_or(Protocol::Tcp) == Protocol::Tcp))
+            {
+                self.err(
+                    format!("{field}.ports[{j}].port"),
+                    format!(
+                        "port number {} is declared twice: give each port its own number",
+                        p.port
+                    ),
+                );
+            }
+        }
+    }
+
+    fn probes(&mut self, field: &str, s: &ServiceSpec) {
+        let Some(probes) = &s.probes else { return };
+        let port_names: BTreeSet<&str> = s.ports.iter().map(|p| p.name.as_str()).collect();
+        for (kind, probe) in [
+            ("liveness", &probes.liveness),
+            ("readiness", &probes.readiness),
+            ("startup", &probes.startup),
+        ] {
+            let Some(probe) = probe else { continue };
+            let port = probe
+                .http_get
+                .as_ref()
+                .map(|h| ("httpGet", h.port.as_str()))
+                .or(probe
+                    .tcp_socket
+                    .as_ref()
+                    .map(|t| ("tcpSocket", t.port.as_str())));
+            if let Some((handler, port)) = port
+                && !port_names.contains(port)
+            {
+                self.err(
+                    format!("{field}.probes.{kind}.{handler}.port"),
+                    format!(
+                        "the probe checks port `{port}`, but service `{}` declares {}: name one of its ports",
+                        s.name,
+                        declared(&port_names)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The databases a service uses, resolved, each listed once.
+    fn uses(
+        &mut self,
+        field: &str,
+        s: &ServiceSpec,
+        databases: &[DatabaseModel],
+    ) -> Vec<DatabaseRef> {
+        let mut listed = BTreeSet::new();
+        for (j, u) in s.uses.iter().enumerate() {
+            if !listed.insert(u.as_str()) {
+                self.err(
+                    format!("{field}.uses[{j}]"),
+                    format!("database `{u}` is listed twice in uses: list it once"),
+                );
+            }
+        }
+        let mut resolved = BTreeSet::new();
+        s.uses
+            .iter()
+            .filter(|u| resolved.insert(u.as_str()))
+            .filter_map(|u| databases.iter().find(|d| &d.spec.name == u))
+            .map(|d| DatabaseRef {
+                name: d.spec.name.clone(),
+                engine: d.spec.engine,
+                secret_name: d.secret_name.clone(),
+                env_prefix: env_prefix(&d.spec.name),
+            })
+            .collect()
+    }
+
+    /// Env var names (unique, not injected by Keelson, Kubernetes `IsEnvVarName`) and the Secrets
+    /// and ConfigMaps they read.
+    fn env(&mut self, field: &str, s: &ServiceSpec, uses: &[DatabaseRef]) {
+        let mut injected: BTreeMap<String, String> = BTreeMap::new();
+        for db in uses {
+            for (suffix, _) in injected_env_keys(db.engine) {
+                let var = format!("{}_{suffix}", db.env_prefix);
+                if let Some(other) = injected.insert(var.clone(), db.name.clone()) {
+                    self.err(
+                        format!("{field}.uses"),
+                        format!(
+                            "databases `{other}` and `{}` both inject `{var}`: rename one of them",
+                            db.name
+                        ),
+                    );
+                }
+            }
+        }
+        let mut env_names = BTreeSet::new();
+        for (j, e) in s.env.iter().enumerate() {
+            let at = format!("{field}.env[{j}]");
+            self.rule(
+                format!("{at}.name"),
+                &e.name,
+                k8s_rules::env_var_name(&e.name),
+                "use letters, digits and `_`, such as `LOG_LEVEL`",
+            );
+            if !env_names.insert(e.name.as_str()) {
+                self.err(
+                    format!("{at}.name"),
+                    format!("env var `{}` is set twice: keep one", e.name),
+                );
+            }
+            if let Some(db) = injected.get(&e.name) {
+                self.err(
+                    format!("{at}.name"),
+                    format!(
+                        "`{}` is set by Keelson from database `{db}` (listed in uses): remove this env var or rename it",
+                        e.name
+                    ),
+                );
+            }
+            let Some(src) = &e.value_from else { continue };
+            for (kind, what, r) in [
+                ("secretKeyRef", "Secret", &src.secret_key_ref),
+                ("configMapKeyRef", "ConfigMap", &src.config_map_key_ref),
+            ] {
+                let Some(r) = r else { continue };
+                let at = format!("{at}.valueFrom.{kind}");
+                self.rule(
+                    format!("{at}.name"),
+                    &r.name,
+                    k8s_rules::dns1123_subdomain(&r.name),
+                    &format!("name a {what} (its name is a DNS-1123 subdomain)"),
+                );
+                self.rule(
+                    format!("{at}.key"),
+                    &r.key,
+                    k8s_rules::config_map_key(&r.key),
+                    &format!("name a key of the {what}"),
+                );
+            }
         }
     }
 
@@ -687,17 +862,26 @@ impl Checker {
         }
     }
 
-    fn requests_within_limits(&mut self, field: &str, r: &ResourcesSpec) {
-        let (Some(req), Some(lim)) = (&r.requests, &r.limits) else {
-            return;
-        };
-        for (what, q, l) in [
-            ("cpu", &req.cpu, &lim.cpu),
-            ("memory", &req.memory, &lim.memory),
-        ] {
-            if let (Some(q), Some(l)) = (q, l)
-                && let (Some(qv), Some(lv)) = (parse_quantity(q), parse_quantity(l))
-                && qv > lv
+    /// A container's CPU and memory: Kubernetes quantities (exactly as the API server parses
+    /// them), plausible amounts, and each request at most its limit (compared exactly).
+    fn resources(&mut self, field: &str, r: &ResourcesSpec) {
+        let mut amounts: BTreeMap<(&str, &str), (&str, Amount)> = BTreeMap::new();
+        for (side, list) in [("requests", &r.requests), ("limits", &r.limits)] {
+            let Some(list) = list else { continue };
+            for (what, q) in [("cpu", &list.cpu), ("memory", &list.memory)] {
+                let Some(q) = q else { continue };
+                let at = format!("{field}.{side}.{what}");
+                if let Some(a) = self.quantity(&at, q) {
+                    self.plausible(&at, what, q, a);
+                    amounts.insert((side, what), (q.as_str(), a));
+                }
+            }
+        }
+        for what in ["cpu", "memory"] {
+            if let (Some((q, req)), Some((l, lim))) = (
+                amounts.get(&("requests", what)),
+                amounts.get(&("limits", what)),
+            ) && req > lim
             {
                 self.err(
                     format!("{field}.requests.{what}"),
@@ -709,17 +893,152 @@ impl Checker {
         }
     }
 
+    fn quantity(&mut self, field: &str, q: &str) -> Option<Amount> {
+        match quantity::parse(q) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.err(field, format!("`{}` {e}", shown(q)));
+                None
+            }
+        }
+    }
+
+    /// Refuse amounts that are almost certainly slips: memory below 1Mi (`256m` is 0.256
+    /// bytes), CPU above 1000 cores.
+    fn plausible(&mut self, field: &str, what: &str, q: &str, a: Amount) {
+        let number = q.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if what == "memory" && a < Amount::MEBI {
+            self.err(
+                field,
+                format!(
+                    "`{q}` is {a} bytes of memory, less than 1Mi, which no container can start with: did you mean `{number}Mi`? (`m` means milli, a thousandth)"
+                ),
+            );
+        } else if what == "cpu" && a > Amount::units(MAX_CPU_CORES) {
+            self.err(
+                field,
+                format!(
+                    "`{q}` is {a} CPU cores, more than {MAX_CPU_CORES}, which no node has: did you mean `{number}m` (millicores)?"
+                ),
+            );
+        }
+    }
+
+    /// A volume's size: above zero (Kubernetes), and at least 1Mi (anything less is a slip).
+    fn storage_size(&mut self, field: &str, size: &str) {
+        let Some(a) = self.quantity(field, size) else {
+            return;
+        };
+        let number = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if a.is_zero() {
+            self.err(
+                field,
+                format!("`{size}` is zero, and Kubernetes needs a volume size above zero: set a size such as `10Gi`"),
+            );
+        } else if a < Amount::MEBI {
+            self.err(
+                field,
+                format!(
+                    "`{size}` is {a} bytes, less than 1Mi, far too small for a database volume: did you mean `{number}Gi` or `{number}Mi`?"
+                ),
+            );
+        }
+    }
+
     fn gateway(&mut self, g: &GatewaySpec, services: &[ServiceModel]) -> GatewayModel {
+        self.hosts(g);
+        self.gateway_references(g);
+        self.annotations(g);
+        let routes = self.routes(g, services);
+        let kind = if g.parent_refs.is_empty() {
+            GatewayKind::Ingress {
+                class_name: g.class_name.clone(),
+                tls_secret: g.tls.as_ref().map(|t| t.secret_name.clone()),
+            }
+        } else {
+            self.http_route_rules(&routes);
+            GatewayKind::HttpRoute {
+                parent_refs: g.parent_refs.clone(),
+            }
+        };
+        let url = g.hosts.first().map(|h| {
+            let scheme = if g.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{h}")
+        });
+        GatewayModel {
+            kind,
+            hosts: g.hosts.clone(),
+            annotations: g.annotations.clone(),
+            routes,
+            url,
+        }
+    }
+
+    fn hosts(&mut self, g: &GatewaySpec) {
         let mut hosts = BTreeSet::new();
         for (i, h) in g.hosts.iter().enumerate() {
+            let field = format!("spec.gateway.hosts[{i}]");
+            self.rule(
+                field.clone(),
+                h,
+                k8s_rules::host(h),
+                "write a DNS name such as `shop.example.com` or `*.example.com`",
+            );
             if !hosts.insert(h.as_str()) {
-                self.err(
-                    format!("spec.gateway.hosts[{i}]"),
-                    format!("host `{h}` is listed twice: list it once"),
+                self.err(field, format!("host `{h}` is listed twice: list it once"));
+            }
+        }
+    }
+
+    /// The names the gateway refers to: IngressClass, TLS Secret, parent Gateways.
+    fn gateway_references(&mut self, g: &GatewaySpec) {
+        if let Some(class) = &g.class_name {
+            self.rule(
+                "spec.gateway.className",
+                class,
+                k8s_rules::dns1123_subdomain(class),
+                "name an IngressClass (`kubectl get ingressclass`)",
+            );
+        }
+        if let Some(tls) = &g.tls {
+            self.rule(
+                "spec.gateway.tls.secretName",
+                &tls.secret_name,
+                k8s_rules::dns1123_subdomain(&tls.secret_name),
+                "name a Secret of type kubernetes.io/tls",
+            );
+        }
+        for (i, p) in g.parent_refs.iter().enumerate() {
+            let field = format!("spec.gateway.parentRefs[{i}]");
+            if let Some(ns) = &p.namespace {
+                self.rule(
+                    format!("{field}.namespace"),
+                    ns,
+                    k8s_rules::dns1123_label(ns),
+                    "name the Gateway's namespace",
+                );
+            }
+            if let Some(section) = &p.section_name {
+                self.rule(
+                    format!("{field}.sectionName"),
+                    section,
+                    k8s_rules::dns1123_subdomain(section),
+                    "name one of the Gateway's listeners",
                 );
             }
         }
+    }
+
+    /// Annotation keys (Kubernetes `IsQualifiedName`), their total size (256 KiB), and no Argo CD
+    /// tracking annotation.
+    fn annotations(&mut self, g: &GatewaySpec) {
         for key in g.annotations.keys() {
+            self.rule(
+                "spec.gateway.annotations",
+                key,
+                k8s_rules::annotation_key(key),
+                "annotation keys are `[prefix/]name`, such as `cert-manager.io/cluster-issuer`",
+            );
             if key.starts_with("argocd.argoproj.io/") {
                 self.err(
                     "spec.gateway.annotations",
@@ -729,10 +1048,25 @@ impl Checker {
                 );
             }
         }
+        if let Err(reason) = k8s_rules::annotations_size(&g.annotations) {
+            self.err(
+                "spec.gateway.annotations",
+                format!("the annotations {reason}: shorten or remove some"),
+            );
+        }
+    }
+
+    fn routes(&mut self, g: &GatewaySpec, services: &[ServiceModel]) -> Vec<RouteModel> {
         let mut paths = BTreeSet::new();
         let mut routes = Vec::new();
         for (i, r) in g.routes.iter().enumerate() {
             let field = format!("spec.gateway.routes[{i}]");
+            self.rule(
+                format!("{field}.path"),
+                &r.path,
+                k8s_rules::http_path(&r.path),
+                "Ingress and Gateway API refuse such paths; write a plain path such as `/api/v2`",
+            );
             if !paths.insert(r.path.as_str()) {
                 self.err(
                     format!("{field}.path"),
@@ -766,31 +1100,46 @@ impl Checker {
                 None => {} // reported by the CEL rule
             }
         }
-        let kind = if g.parent_refs.is_empty() {
-            GatewayKind::Ingress {
-                class_name: g.class_name.clone(),
-                tls_secret: g.tls.as_ref().map(|t| t.secret_name.clone()),
-            }
-        } else {
-            GatewayKind::HttpRoute {
-                parent_refs: g.parent_refs.clone(),
-            }
-        };
-        let url = g.hosts.first().map(|h| {
-            let scheme = if g.tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{h}")
-        });
-        GatewayModel {
-            kind,
-            hosts: g.hosts.clone(),
-            annotations: g.annotations.clone(),
-            routes,
-            url,
+        routes
+    }
+
+    /// The HTTPRoute holds one rule per backend (service and port), and Gateway API allows 16.
+    fn http_route_rules(&mut self, routes: &[RouteModel]) {
+        let backends: BTreeSet<(&str, i32)> = routes
+            .iter()
+            .map(|r| (r.backend.as_str(), r.port_number))
+            .collect();
+        if backends.len() > k8s_rules::HTTPROUTE_MAX_RULES {
+            self.err(
+                "spec.gateway.routes",
+                format!(
+                    "with parentRefs the routes become one HTTPRoute with a rule per service and port, and Gateway API allows at most {} rules; these routes reach {} service ports: route to fewer services, or use an Ingress (className)",
+                    k8s_rules::HTTPROUTE_MAX_RULES,
+                    backends.len()
+                ),
+            );
         }
     }
 }
 
-/// Whether `name` is a DNS-1035 label, as Kubernetes Service names must be.
+/// The most CPU a container may request or be limited to, in cores.
+pub const MAX_CPU_CORES: u64 = 1000;
+
+/// A value as shown in a message: at most 64 characters, control characters escaped.
+fn shown(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(64)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+/// Whether `name` has the characters of a DNS-1035 label, as Kubernetes Service names must
+/// (its length is checked with the object names it starts).
 fn is_dns_1035_label(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
@@ -812,35 +1161,4 @@ fn declared(names: &BTreeSet<&str>) -> String {
                 .join(", ")
         )
     }
-}
-
-/// Parse a Kubernetes quantity into a number (in base units), for comparisons.
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with(['e', 'E']) => 10f64.powf(s[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
 }

@@ -2,13 +2,50 @@
 
 use super::{Ctx, labels};
 use crate::{
-    api::validate::{GatewayKind, GatewayModel},
+    api::validate::{GatewayKind, GatewayModel, RouteModel},
     external::httproutes::{
         HttpRoute, HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs,
         HttpRouteRulesMatches, HttpRouteRulesMatchesPath, HttpRouteRulesMatchesPathType,
         HttpRouteSpec,
     },
 };
+
+/// One rule per backend (Service and port), in the order the routes first name them, each
+/// matching every path routed there: Gateway API allows at most 16 rules (validation keeps the
+/// backends within that) and 64 matches per rule (the Application allows 64 routes). Routing is
+/// the same as one rule per path, since Gateway API picks the longest matching prefix across
+/// rules.
+fn rules(routes: &[RouteModel]) -> Vec<HttpRouteRules> {
+    let mut rules: Vec<(&RouteModel, Vec<HttpRouteRulesMatches>)> = Vec::new();
+    for r in routes {
+        let matches = HttpRouteRulesMatches {
+            path: Some(HttpRouteRulesMatchesPath {
+                r#type: Some(HttpRouteRulesMatchesPathType::PathPrefix),
+                value: Some(r.path.clone()),
+            }),
+            ..HttpRouteRulesMatches::default()
+        };
+        match rules
+            .iter_mut()
+            .find(|(b, _)| b.backend == r.backend && b.port_number == r.port_number)
+        {
+            Some((_, m)) => m.push(matches),
+            None => rules.push((r, vec![matches])),
+        }
+    }
+    rules
+        .into_iter()
+        .map(|(r, matches)| HttpRouteRules {
+            matches: Some(matches),
+            backend_refs: Some(vec![HttpRouteRulesBackendRefs {
+                name: r.backend.clone(),
+                port: Some(r.port_number),
+                ..HttpRouteRulesBackendRefs::default()
+            }]),
+            ..HttpRouteRules::default()
+        })
+        .collect()
+}
 
 /// The HTTPRoute, when the gateway is one. Fields the Gateway API CRD defaults (parent group and
 /// kind, backend group, kind and weight) are left to the API server, so a re-apply of the same
@@ -36,26 +73,7 @@ pub fn build(ctx: &Ctx, gw: &GatewayModel) -> Option<HttpRoute> {
                     })
                     .collect(),
             ),
-            rules: Some(
-                gw.routes
-                    .iter()
-                    .map(|r| HttpRouteRules {
-                        matches: Some(vec![HttpRouteRulesMatches {
-                            path: Some(HttpRouteRulesMatchesPath {
-                                r#type: Some(HttpRouteRulesMatchesPathType::PathPrefix),
-                                value: Some(r.path.clone()),
-                            }),
-                            ..HttpRouteRulesMatches::default()
-                        }]),
-                        backend_refs: Some(vec![HttpRouteRulesBackendRefs {
-                            name: r.backend.clone(),
-                            port: Some(r.port_number),
-                            ..HttpRouteRulesBackendRefs::default()
-                        }]),
-                        ..HttpRouteRules::default()
-                    })
-                    .collect(),
-            ),
+            rules: Some(rules(&gw.routes)),
         },
         status: None,
     })
