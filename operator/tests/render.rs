@@ -1125,3 +1125,166 @@ spec:
     assert!(position("ORDERS_DB_PORT") < position("JDBC_URL"), "{env:?}");
     assert_eq!(env.last().map(String::as_str), Some("JDBC_URL"));
 }
+
+/// Strings a YAML writer can get wrong for a YAML 1.1 reader such as kubectl's: block scalars
+/// that start with a tab, words YAML 1.1 reads as booleans, numbers in its spellings, nulls,
+/// indicators, surrounding and odd whitespace, long lines.
+pub const ADVERSARIAL_STRINGS: &[&str] = &[
+    "\n\t",
+    "\n\ta",
+    "\t",
+    "\ta\n",
+    "a\n\tb",
+    " \n",
+    "\n",
+    "\n\n",
+    "a \n b ",
+    "\r\n",
+    "a\rb",
+    "on",
+    "On",
+    "ON",
+    "off",
+    "yes",
+    "Yes",
+    "no",
+    "NO",
+    "y",
+    "Y",
+    "n",
+    "N",
+    "true",
+    "False",
+    "010",
+    "0o10",
+    "0x1F",
+    "0b101",
+    "1_000",
+    "1e3",
+    "1.",
+    ".5",
+    "+1",
+    "-1",
+    "08",
+    "1:30",
+    "2024-01-01",
+    "2024-01-01 10:00:00",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "~",
+    "null",
+    "NULL",
+    "",
+    " ",
+    " leading",
+    "trailing ",
+    "a: b",
+    "a:b",
+    "- x",
+    "-",
+    "? x",
+    "#x",
+    "a #b",
+    "'q'",
+    "\"dq\"",
+    "\\",
+    "|",
+    ">",
+    "!tag",
+    "&a",
+    "*a",
+    "%x",
+    "@x",
+    "`x",
+    "<<",
+    "=",
+    "[x]",
+    "{x: y}",
+    ",",
+    "\u{85}",
+    "\u{a0}",
+    "\u{2028}",
+    "\u{feff}x",
+    "é",
+    "😀",
+    "\u{7f}",
+    "\u{1b}[0m",
+    "\0",
+    "a long line with spaces that goes well past eighty characters, so that a writer might want to fold it here",
+    "a long line with spaces that goes well past eighty characters\n  and keeps its indentation \n",
+];
+
+fn adversarial_application() -> String {
+    let quoted: Vec<String> = ADVERSARIAL_STRINGS
+        .iter()
+        // JSON leaves DEL unescaped, which YAML does not allow raw.
+        .map(|s| {
+            serde_json::to_string(s)
+                .unwrap()
+                .replace('\u{7f}', "\\u007f")
+        })
+        .collect();
+    let env: Vec<String> = quoted
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("{{\"name\": \"V{i}\", \"value\": {q}}}"))
+        .collect();
+    let annotations: Vec<String> = quoted
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("\"example.com/a{i}\": {q}"))
+        .collect();
+    format!(
+        "{{\"apiVersion\": \"keelson.dev/v1alpha1\", \"kind\": \"Application\", \"metadata\": {{\"name\": \"odd\"}},
+ \"spec\": {{\"gateway\": {{\"annotations\": {{{}}}, \"routes\": [{{\"path\": \"/\", \"service\": \"web\"}}]}},
+  \"services\": [{{\"name\": \"web\", \"image\": \"web:1\", \"ports\": [{{\"name\": \"http\", \"port\": 80}}],
+   \"command\": [{}], \"args\": [{}], \"env\": [{}],
+   \"probes\": {{\"liveness\": {{\"exec\": {{\"command\": [{}]}}}}}}}}]}}}}\n",
+        annotations.join(", "),
+        quoted[..64].join(", "),
+        quoted.join(", "),
+        env.join(", "),
+        quoted[..64].join(", "),
+    )
+}
+
+#[test]
+fn render_output_reads_back_the_same_with_a_yaml_1_1_reader() {
+    let objects = render_all(&adversarial_application());
+    let text = to_yaml_stream(&objects);
+    // kubectl's reader (go-yaml v2, YAML 1.1) as keelson render's own reader implements it.
+    let read = keelson::render::yaml::read_documents(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read.len(), objects.len());
+    for (got, want) in read.iter().zip(&objects) {
+        assert_eq!(got, want, "{}", kind_name(want));
+    }
+    // Every string made it into the Deployment, as written.
+    let deployment = named(&objects, "Deployment", "odd-web");
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    for (i, s) in ADVERSARIAL_STRINGS.iter().enumerate() {
+        assert_eq!(env[i]["value"], *s, "V{i}");
+    }
+    // No block scalars: a block scalar whose first content line starts with a tab is unreadable
+    // for kubectl.
+    assert!(
+        !text.lines().any(|l| l.ends_with(": |")
+            || l.ends_with(": |-")
+            || l.ends_with(": >")
+            || l.ends_with(": >-")
+            || l.ends_with("- |-")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_tab_after_a_newline_renders_readably() {
+    // tests/cases/parity/23: "\n\t" was written as a block scalar that kubectl refuses.
+    let path =
+        repo_root().join("operator/tests/cases/parity/23-render-output-tab-block-scalar.yaml");
+    let objects = render_all(&std::fs::read_to_string(path).unwrap());
+    let text = to_yaml_stream(&objects);
+    assert!(text.contains("value: \"\\n\\t\""), "{text}");
+    let read = keelson::render::yaml::read_documents(&text).unwrap();
+    assert_eq!(read, objects);
+}

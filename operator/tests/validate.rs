@@ -828,7 +828,7 @@ fn more_than_32_services() {
     assert_only(
         &errors(&format!("services:\n{}", services(33))),
         "spec.services",
-        "has more than 32 items",
+        "has 33 items, more than 32 items",
     );
     assert_eq!(
         model(&format!("services:\n{}", services(32)))

@@ -325,6 +325,18 @@ fn schema_errors(spec: &Value) -> Vec<FieldError> {
                 jsonschema::error::ValidationErrorKind::Type { kind } => {
                     type_message(kind, e.instance()).unwrap_or_else(|| e.to_string())
                 }
+                // Without the instance, which may be megabytes.
+                jsonschema::error::ValidationErrorKind::MaxItems { limit } => format!(
+                    "has {} items, more than {limit} items",
+                    e.instance().as_array().map_or(0, Vec::len)
+                ),
+                jsonschema::error::ValidationErrorKind::MaxLength { limit } => format!(
+                    "`{}` is longer than {limit} characters",
+                    shown(e.instance().as_str().unwrap_or_default())
+                ),
+                jsonschema::error::ValidationErrorKind::MaxProperties { limit } => {
+                    format!("has more than {limit} entries")
+                }
                 _ => e.to_string(),
             };
             FieldError { field, message }
