@@ -1833,6 +1833,18 @@ mod parity {
             "spec.services[0].resources.limits.cpu",
             "`2000` is 2000 CPU cores, more than 1000, which no node has: did you mean `2000m`",
         );
+        assert_only(
+            &errors(
+                "services: [{name: web, image: web:1, resources: {requests: {memory: '1e3'}}}]",
+            ),
+            "spec.services[0].resources.requests.memory",
+            "`1e3` is 1000 bytes of memory, less than 1Mi, which no container can start with: write it with a suffix such as `Mi`",
+        );
+        assert_only(
+            &errors("services: [{name: web, image: web:1, resources: {limits: {memory: '0'}}}]"),
+            "spec.services[0].resources.limits.memory",
+            "`0` is no memory at all",
+        );
         model(
             "services: [{name: web, image: web:1, resources: {requests: {cpu: '1000', memory: 1Mi}}}]",
         );

@@ -414,7 +414,7 @@ fn type_message(kind: &jsonschema::error::TypeKind, value: &Value) -> Option<Str
             "must be of type string, found boolean {b}: YAML, as kubectl reads it, takes an unquoted `on`, `off`, `yes`, `no`, `y`, `n`, `true` or `false` as a boolean; quote the value, e.g. `\"on\"`"
         )),
         Value::Number(n) => Some(format!(
-            "must be of type string, found number {n}: quote the value, e.g. `\"{n}\"` (YAML reads unquoted digits as a number, and `010` as octal 8)"
+            "must be of type string, found number {n}: quote the value as written (YAML, as kubectl reads it, takes an unquoted `8080` as a number, `010` as octal 8 and `1e3` as 1000.0)"
         )),
         _ => None,
     }
@@ -918,19 +918,25 @@ impl Checker {
     /// Refuse amounts that are almost certainly slips: memory below 1Mi (`256m` is 0.256
     /// bytes), CPU above 1000 cores.
     fn plausible(&mut self, field: &str, what: &str, q: &str, a: Amount) {
-        let number = q.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-        if what == "memory" && a < Amount::MEBI {
+        if what == "memory" && a.is_zero() {
+            self.err(
+                field,
+                format!("`{q}` is no memory at all: leave memory out rather than set it to zero"),
+            );
+        } else if what == "memory" && a < Amount::MEBI {
             self.err(
                 field,
                 format!(
-                    "`{q}` is {a} bytes of memory, less than 1Mi, which no container can start with: did you mean `{number}Mi`? (`m` means milli, a thousandth)"
+                    "`{q}` is {a} bytes of memory, less than 1Mi, which no container can start with: {} (`m` means milli, a thousandth)",
+                    did_you_mean(q, &["Mi"])
                 ),
             );
         } else if what == "cpu" && a > Amount::units(MAX_CPU_CORES) {
             self.err(
                 field,
                 format!(
-                    "`{q}` is {a} CPU cores, more than {MAX_CPU_CORES}, which no node has: did you mean `{number}m` (millicores)?"
+                    "`{q}` is {a} CPU cores, more than {MAX_CPU_CORES}, which no node has: {} (millicores)",
+                    did_you_mean(q, &["m"])
                 ),
             );
         }
@@ -941,7 +947,6 @@ impl Checker {
         let Some(a) = self.quantity(field, size) else {
             return;
         };
-        let number = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
         if a.is_zero() {
             self.err(
                 field,
@@ -951,7 +956,8 @@ impl Checker {
             self.err(
                 field,
                 format!(
-                    "`{size}` is {a} bytes, less than 1Mi, far too small for a database volume: did you mean `{number}Gi` or `{number}Mi`?"
+                    "`{size}` is {a} bytes, less than 1Mi, far too small for a database volume: {}",
+                    did_you_mean(size, &["Gi", "Mi"])
                 ),
             );
         }
@@ -1132,6 +1138,21 @@ impl Checker {
             );
         }
     }
+}
+
+/// "did you mean `256Mi`?" for `256m`: the quantity's number with each suffix, or a general hint
+/// when the quantity is written with an exponent.
+fn did_you_mean(q: &str, suffixes: &[&str]) -> String {
+    let number = q.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if number.is_empty()
+        || !number
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '+')
+    {
+        return format!("write it with a suffix such as `{}`", suffixes[0]);
+    }
+    let options: Vec<String> = suffixes.iter().map(|s| format!("`{number}{s}`")).collect();
+    format!("did you mean {}?", options.join(" or "))
 }
 
 /// The most CPU a container may request or be limited to, in cores.
