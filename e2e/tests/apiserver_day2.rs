@@ -5,10 +5,10 @@
 //! `spec.replicas`, the scale subresource, garbage collection through kube's delete options,
 //! StorageClasses and volume claim expansion, and Pods whose states tests can steer.
 
-use e2e::apiserver::{ApiServer, ServerOptions};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use e2e::apiserver::{ApiServer, ImageBehaviour, ServerOptions};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Error};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -116,6 +116,22 @@ where
     while start.elapsed() < Duration::from_secs(20) {
         if f().await {
             return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Polls `f` until it yields a value (20 s at most).
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Some(v) = f().await {
+            return v;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -695,4 +711,560 @@ async fn a_default_storage_class_exists_and_new_claims_get_it() {
         Some(""),
         "an explicit empty class stays"
     );
+}
+
+// ---- Pods ----------------------------------------------------------------------------------
+
+async fn pods(env: &Env, selector: &str) -> Vec<Pod> {
+    let api: Api<Pod> = env.api();
+    api.list(&ListParams::default().labels(selector))
+        .await
+        .unwrap()
+        .items
+}
+
+fn ready_condition(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}
+
+#[tokio::test]
+async fn deployments_run_ready_pods_through_a_replicaset() {
+    let env = Env::quick().await;
+    let api: Api<Deployment> = env.api();
+    apply(&api, "keelson", &deployment("web", Some(2), "web"))
+        .await
+        .unwrap();
+    eventually("two available replicas", || async {
+        let d = api.get("web").await.unwrap();
+        d.status.and_then(|s| s.available_replicas) == Some(2)
+    })
+    .await;
+    let sets: Api<ReplicaSet> = env.api();
+    let rs = sets.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(rs.len(), 1);
+    let rs = &rs[0];
+    let hash = rs.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(
+        rs.metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("Deployment", Some(true))
+    );
+    let ps = pods(&env, "app=web").await;
+    assert_eq!(ps.len(), 2);
+    for p in &ps {
+        assert!(
+            p.metadata
+                .name
+                .as_ref()
+                .unwrap()
+                .starts_with(&format!("web-{hash}-"))
+        );
+        assert_eq!(
+            p.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "ReplicaSet"
+        );
+        assert!(
+            p.spec
+                .as_ref()
+                .unwrap()
+                .node_name
+                .as_ref()
+                .unwrap()
+                .starts_with("node-")
+        );
+        assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+        assert_eq!(ready_condition(p).as_deref(), Some("True"));
+    }
+    let d = api.get("web").await.unwrap();
+    let conds = d.status.unwrap().conditions.unwrap();
+    let progressing = conds
+        .iter()
+        .find(|c| c.type_.as_deref() == Some("Progressing"))
+        .unwrap();
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    assert_eq!(
+        progressing.message.as_deref(),
+        Some(format!("ReplicaSet \"web-{hash}\" has successfully progressed.").as_str())
+    );
+}
+
+/// A Deployment whose one container is `container` (merged over a plain one).
+fn deployment_with(name: &str, container: Value, extra_spec: Value) -> Value {
+    let mut d = deployment(name, Some(1), name);
+    let c = &mut d["spec"]["template"]["spec"]["containers"][0];
+    for (k, v) in container.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    for (k, v) in extra_spec.as_object().unwrap() {
+        d["spec"][k] = v.clone();
+    }
+    d
+}
+
+/// The waiting reason and message of the first container of the first Pod matching `app=name`.
+async fn waiting(env: &Env, name: &str) -> Option<(String, String)> {
+    let ps = pods(env, &format!("app={name}")).await;
+    let cs = ps
+        .first()?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .clone();
+    let w = cs.state?.waiting?;
+    Some((w.reason?, w.message.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn pods_wait_with_the_kubelet_reason_for_what_a_real_kubelet_fails_on() {
+    let env = Env::quick().await;
+    let api: Api<Deployment> = env.api();
+    // A secretKeyRef to a Secret that does not exist.
+    let env_from_secret = json!({"env": [{"name": "PASSWORD", "valueFrom":
+        {"secretKeyRef": {"name": "db-credentials", "key": "password"}}}]});
+    apply(
+        &api,
+        "keelson",
+        &deployment_with("cfg", env_from_secret, json!({})),
+    )
+    .await
+    .unwrap();
+    // An image from a registry that cannot resolve.
+    let bad_image = json!({"image": "registry.invalid/shop/web:1.0"});
+    apply(
+        &api,
+        "keelson",
+        &deployment_with("pull", bad_image, json!({})),
+    )
+    .await
+    .unwrap();
+    // A container that exits with 3.
+    let crash = json!({"command": ["sh", "-c", "exit 3"]});
+    apply(&api, "keelson", &deployment_with("crash", crash, json!({})))
+        .await
+        .unwrap();
+    let seen = until("every pod to report why it waits", || async {
+        let seen = (
+            waiting(&env, "cfg").await,
+            waiting(&env, "pull").await,
+            waiting(&env, "crash").await,
+        );
+        let done = matches!(&seen.1, Some((r, _)) if r == "ImagePullBackOff")
+            && seen.0.is_some()
+            && seen.2.is_some();
+        done.then_some(seen)
+    })
+    .await;
+    assert_eq!(
+        seen.0,
+        Some((
+            "CreateContainerConfigError".into(),
+            "secret \"db-credentials\" not found".into()
+        ))
+    );
+    let (_, pull) = seen.1.unwrap();
+    assert!(
+        pull.starts_with("Back-off pulling image \"registry.invalid/shop/web:1.0\""),
+        "{pull}"
+    );
+    assert_eq!(seen.2.as_ref().unwrap().0, "CrashLoopBackOff");
+    let crash_pod = &pods(&env, "app=crash").await[0];
+    let cs = &crash_pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        cs.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        3
+    );
+    assert!(cs.restart_count >= 1);
+    assert_eq!(ready_condition(crash_pod).as_deref(), Some("False"));
+    // None of them is available; the Deployment says so.
+    let d = api.get("cfg").await.unwrap();
+    assert_eq!(d.status.unwrap().available_replicas, None);
+    // The Secret appears: the container starts.
+    let secrets: Api<Secret> = env.api();
+    apply(
+        &secrets,
+        "keelson",
+        &json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db-credentials", "namespace": NS},
+        "stringData": {"password": "s3cret"}}),
+    )
+    .await
+    .unwrap();
+    eventually("the configured pod to run", || async {
+        api.get("cfg")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.available_replicas)
+            == Some(1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pods_that_fit_no_node_stay_pending_with_the_scheduler_message() {
+    let env = Env::quick().await;
+    let api: Api<Deployment> = env.api();
+    let huge = json!({"resources": {"requests": {"cpu": "64", "memory": "1Gi"}}});
+    apply(&api, "keelson", &deployment_with("huge", huge, json!({})))
+        .await
+        .unwrap();
+    let c = until("the pod to be unschedulable", || async {
+        pods(&env, "app=huge")
+            .await
+            .first()
+            .and_then(|p| {
+                p.status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .find(|c| c.type_ == "PodScheduled")
+                    .cloned()
+            })
+            .filter(|c| c.status == "False")
+    })
+    .await;
+    assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
+    assert_eq!(
+        c.message.as_deref(),
+        Some(
+            "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+        )
+    );
+    let p = &pods(&env, "app=huge").await[0];
+    assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
+    assert!(p.spec.as_ref().unwrap().node_name.is_none());
+}
+
+#[tokio::test]
+async fn an_image_declared_to_run_as_root_is_refused_under_run_as_non_root() {
+    let env = Env::quick().await;
+    env.server
+        .set_image("nginx:1.27", ImageBehaviour::RunsAsUser(0));
+    let api: Api<Deployment> = env.api();
+    let strict = json!({"securityContext": {"runAsNonRoot": true}});
+    apply(&api, "keelson", &deployment_with("root", strict, json!({})))
+        .await
+        .unwrap();
+    let (reason, message) =
+        until("the config error", || async { waiting(&env, "root").await }).await;
+    assert_eq!(reason, "CreateContainerConfigError");
+    assert!(
+        message.starts_with("container has runAsNonRoot and image will run as root (pod: \"root-"),
+        "{message}"
+    );
+    // With a numeric runAsUser it starts.
+    let fixed = json!({"securityContext": {"runAsNonRoot": true, "runAsUser": 1000}});
+    apply(&api, "keelson", &deployment_with("root", fixed, json!({})))
+        .await
+        .unwrap();
+    eventually("the fixed rollout", || async {
+        api.get("root")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.available_replicas)
+            == Some(1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let env = Env::quick().await;
+    let api: Api<Deployment> = env.api();
+    let stuck = json!({"image": "registry.invalid/shop/web:1.0"});
+    apply(
+        &api,
+        "keelson",
+        &deployment_with("stuck", stuck, json!({"progressDeadlineSeconds": 1})),
+    )
+    .await
+    .unwrap();
+    let c = until("ProgressDeadlineExceeded", || async {
+        api.get("stuck").await.unwrap().status.and_then(|s| {
+            s.conditions?.into_iter().find(|c| {
+                c.type_.as_deref() == Some("Progressing") && c.status.as_deref() == Some("False")
+            })
+        })
+    })
+    .await;
+    assert_eq!(c.reason.as_deref(), Some("ProgressDeadlineExceeded"));
+    let rs = env
+        .api::<ReplicaSet>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        c.message.unwrap(),
+        format!(
+            "ReplicaSet \"{}\" has timed out progressing.",
+            rs[0].metadata.name.as_ref().unwrap()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_rollout_shows_old_and_new_replicas_until_the_new_ones_are_available() {
+    let env = Env::quick().await;
+    let api: Api<Deployment> = env.api();
+    apply(&api, "keelson", &deployment("web", Some(4), "web"))
+        .await
+        .unwrap();
+    eventually("four available", || async {
+        api.get("web")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.available_replicas)
+            == Some(4)
+    })
+    .await;
+    let mut next = deployment("web", Some(4), "web");
+    next["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
+    apply(&api, "keelson", &next).await.unwrap();
+    // Observed during the rollout: fewer updated than total, or old Pods still terminating.
+    let (mut mixed, mut terminating) = (false, false);
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the rollout to complete"
+        );
+        let s = api.get("web").await.unwrap().status.unwrap_or_default();
+        let updated = s.updated_replicas.unwrap_or(0);
+        let total = s.replicas.unwrap_or(0);
+        mixed |= updated > 0 && updated < total;
+        terminating |= s.terminating_replicas.unwrap_or(0) > 0;
+        if s.observed_generation == Some(2)
+            && updated == 4
+            && total == 4
+            && s.available_replicas == Some(4)
+            && s.terminating_replicas.unwrap_or(0) == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(mixed, "old and new replicas side by side");
+    assert!(terminating, "old replicas terminating");
+    let sets = env
+        .api::<ReplicaSet>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(sets.len(), 2);
+    let old = sets
+        .iter()
+        .find(|r| r.spec.replicas == Some(0));
+    assert!(
+        old.is_some(),
+        "the old ReplicaSet is scaled to zero and kept"
+    );
+    assert_eq!(pods(&env, "app=web").await.len(), 4);
+}
+
+#[tokio::test]
+async fn statefulsets_roll_pods_by_revision_and_bind_their_claims() {
+    let env = Env::quick().await;
+    let api: Api<StatefulSet> = env.api();
+    let mut sts = statefulset("db", "1Gi");
+    sts["spec"]["replicas"] = json!(2);
+    apply(&api, "keelson", &sts).await.unwrap();
+    eventually("two ready replicas", || async {
+        api.get("db")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.ready_replicas)
+            == Some(2)
+    })
+    .await;
+    let s = api.get("db").await.unwrap().status.unwrap();
+    assert_eq!(s.current_revision, s.update_revision);
+    let claims: Api<PersistentVolumeClaim> = env.api();
+    for i in 0..2 {
+        let c = claims.get(&format!("data-db-{i}")).await.unwrap();
+        assert_eq!(c.metadata.labels.as_ref().unwrap()["app"], "db");
+        assert!(c.metadata.owner_references.is_none(), "Retain: no owner");
+        let st = c.status.unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Bound"));
+        assert_eq!(st.capacity.unwrap()["storage"].0, "1Gi");
+        let p = env.api::<Pod>().get(&format!("db-{i}")).await.unwrap();
+        assert_eq!(
+            p.metadata.labels.as_ref().unwrap()["controller-revision-hash"],
+            s.update_revision.clone().unwrap()
+        );
+    }
+    // A template change: a new update revision, rolled out from the highest ordinal.
+    let first = s.update_revision.clone().unwrap();
+    sts["spec"]["template"]["spec"]["containers"][0]["image"] = json!("postgres:18");
+    apply(&api, "keelson", &sts).await.unwrap();
+    let mut split = false;
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the rolling update to finish"
+        );
+        let s = api.get("db").await.unwrap().status.unwrap();
+        split |= s.current_revision != s.update_revision;
+        if s.update_revision.as_deref() != Some(first.as_str())
+            && s.current_revision == s.update_revision
+            && s.updated_replicas == Some(2)
+            && s.ready_replicas == Some(2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        split,
+        "currentRevision lags updateRevision during the update"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_grows_through_the_resize_conditions_while_a_pod_mounts_it() {
+    let env = Env::quick().await;
+    let api: Api<StatefulSet> = env.api();
+    apply(&api, "keelson", &statefulset("db", "1Gi"))
+        .await
+        .unwrap();
+    let claims: Api<PersistentVolumeClaim> = env.api();
+    eventually("the claim bound and the pod ready", || async {
+        let bound = claims
+            .get_opt("data-db-0")
+            .await
+            .unwrap()
+            .and_then(|c| c.status?.phase)
+            == Some("Bound".into());
+        bound
+            && api
+                .get("db")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.ready_replicas)
+                == Some(1)
+    })
+    .await;
+    let grow = json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}});
+    claims
+        .patch("data-db-0", &PatchParams::default(), &Patch::Merge(&grow))
+        .await
+        .unwrap();
+    let mut conditions = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the new capacity"
+        );
+        let c = claims.get("data-db-0").await.unwrap().status.unwrap();
+        for cond in c.conditions.iter().flatten() {
+            conditions.insert(cond.type_.clone());
+        }
+        if c.capacity.unwrap()["storage"].0 == "2Gi" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(conditions.contains("Resizing"), "{conditions:?}");
+    assert!(
+        conditions.contains("FileSystemResizePending"),
+        "{conditions:?}"
+    );
+    let done = claims.get("data-db-0").await.unwrap().status.unwrap();
+    assert!(done.conditions.unwrap_or_default().is_empty());
+    assert_eq!(done.allocated_resources.unwrap()["storage"].0, "2Gi");
+}
+
+#[tokio::test]
+async fn the_autoscaler_brings_its_target_into_range_through_the_scale_subresource() {
+    let env = Env::quick().await;
+    let api: Api<Deployment> = env.api();
+    apply(&api, "keelson", &deployment("web", None, "web"))
+        .await
+        .unwrap();
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> = env.api();
+    apply(
+        &hpas,
+        "keelson",
+        &json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 3, "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 80}}}]}}),
+    )
+    .await
+    .unwrap();
+    eventually("three replicas", || async {
+        replicas(&api.get("web").await.unwrap()) == 3
+    })
+    .await;
+    let d = api.get("web").await.unwrap();
+    assert_eq!(
+        replicas_owners(&d),
+        ["kube-controller-manager/Update/scale"]
+    );
+    let s = until("the HPA status", || async {
+        hpas.get("web").await.unwrap().status.filter(|s| {
+            s.current_replicas == Some(3)
+                && s.conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "ScalingActive")
+        })
+    })
+    .await;
+    assert_eq!(s.desired_replicas, 3);
+    let conds = s.conditions.unwrap();
+    let active = conds.iter().find(|c| c.type_ == "ScalingActive").unwrap();
+    assert_eq!(
+        (active.status.as_str(), active.reason.as_deref()),
+        ("False", Some("FailedGetResourceMetric"))
+    );
+    // Above the maximum it scales down to it.
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 9}})),
+    )
+    .await
+    .unwrap();
+    eventually("five replicas", || async {
+        replicas(&api.get("web").await.unwrap()) == 5
+    })
+    .await;
 }

@@ -548,7 +548,8 @@ fn validate_pod_template(spec: &Value, base: &str, out: &mut Vec<Cause>) {
     }
 }
 
-fn selector_matches(selector: &Value, labels: &Value) -> bool {
+/// Whether labels match a LabelSelector (`matchLabels` and `matchExpressions`).
+pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
     let empty = Map::new();
     let labels = labels.as_object().unwrap_or(&empty);
     let ml_ok = selector

@@ -5,14 +5,21 @@
 use super::Shared;
 use super::engine::{Ctx, DeleteOpts, Note, State, Write, now, owner_uids};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+mod storage;
+mod workloads;
+
 const MANAGER: &str = "kube-controller-manager";
+
+/// How soon controllers act on a change of what they watch (their own work is quick; what
+/// takes time, a container starting, uses `workload_ready_delay`).
+const REACT: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Job {
@@ -25,17 +32,21 @@ enum Job {
     /// An owner deleted with propagation Foreground or Orphan.
     Owner(String, String, String),
     Namespace(String),
+    /// The scheduler and kubelet of one Pod.
+    Pod(String, String),
+    /// The binder and resizer of one PersistentVolumeClaim.
+    Claim(String, String),
 }
 
 struct Ctl {
     shared: Arc<Shared>,
-    pending: Mutex<HashSet<Job>>,
+    pending: Mutex<HashMap<Job, tokio::time::Instant>>,
 }
 
 pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
     let ctl = Arc::new(Ctl {
         shared: shared.clone(),
-        pending: Mutex::new(HashSet::new()),
+        pending: Mutex::new(HashMap::new()),
     });
     let controllers = shared.opts.controllers;
     while let Some(note) = rx.recv().await {
@@ -50,19 +61,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
                 if !controllers {
                     continue;
                 }
-                match store_key.as_str() {
-                    "apps/deployments"
-                    | "apps/statefulsets"
-                    | "autoscaling/horizontalpodautoscalers" => {
-                        ctl.schedule(
-                            Job::Workload(store_key.clone(), ns.clone(), name.clone()),
-                            shared.opts.workload_ready_delay,
-                        );
-                    }
-                    "namespaces" if md.get("deletionTimestamp").is_some() => {
-                        ctl.schedule(Job::Namespace(name.clone()), shared.opts.gc_delay);
-                    }
-                    _ => {}
+                let pods = shared.pods.load(Ordering::SeqCst);
+                for (job, delay) in ctl.jobs_for_change(&store_key, &obj, pods) {
+                    ctl.schedule(job, delay);
                 }
                 let deleting = md.get("deletionTimestamp").is_some();
                 let fins: Vec<&str> = md["finalizers"]
@@ -94,6 +95,19 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
                 if !controllers {
                     continue;
                 }
+                // A Pod or ReplicaSet gone: its controller makes up for it.
+                let md = &obj["metadata"];
+                let ns = md["namespace"].as_str().unwrap_or("").to_string();
+                for r in md["ownerReferences"].as_array().into_iter().flatten() {
+                    let key = match r["kind"].as_str() {
+                        Some("ReplicaSet") => "apps/replicasets",
+                        Some("StatefulSet") => "apps/statefulsets",
+                        Some("Deployment") => "apps/deployments",
+                        _ => continue,
+                    };
+                    let name = r["name"].as_str().unwrap_or("").to_string();
+                    ctl.schedule(Job::Workload(key.into(), ns.clone(), name), REACT);
+                }
                 if let Some(uid) = obj["metadata"]["uid"].as_str() {
                     ctl.schedule(Job::OwnerGone(uid.to_string()), shared.opts.gc_delay);
                 }
@@ -122,6 +136,11 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
                         }
                     }
                 }
+                if let Some(b) = st.bucket("pods") {
+                    for (ns, name) in b.objects.keys() {
+                        jobs.push(Job::Pod(ns.clone(), name.clone()));
+                    }
+                }
                 drop(st);
                 for j in jobs {
                     ctl.schedule(j, Duration::from_millis(10));
@@ -132,32 +151,162 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
 }
 
 impl Ctl {
+    /// Runs `job` after `delay`, or sooner if it is already due sooner; one run per job at
+    /// a time.
     fn schedule(self: &Arc<Self>, job: Job, delay: Duration) {
-        if !self.pending.lock().expect("pending").insert(job.clone()) {
-            return;
+        let due = tokio::time::Instant::now() + delay;
+        {
+            let mut pending = self.pending.lock().expect("pending");
+            match pending.get(&job) {
+                Some(d) if *d <= due => return,
+                _ => {
+                    pending.insert(job.clone(), due);
+                }
+            }
         }
         let me = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            me.pending.lock().expect("pending").remove(&job);
+            tokio::time::sleep_until(due).await;
+            {
+                let mut pending = me.pending.lock().expect("pending");
+                // Rescheduled sooner (or later) by someone else: theirs to run.
+                if pending.get(&job) != Some(&due) {
+                    return;
+                }
+                pending.remove(&job);
+            }
             if let Some(again) = me.run_job(&job) {
                 me.schedule(job, again);
             }
         });
     }
 
+    /// What to run when an object of `store_key` changed.
+    fn jobs_for_change(&self, store_key: &str, obj: &Value, pods: bool) -> Vec<(Job, Duration)> {
+        let shared = &self.shared;
+        let md = &obj["metadata"];
+        let ns = md["namespace"].as_str().unwrap_or("").to_string();
+        let name = md["name"].as_str().unwrap_or("").to_string();
+        let deleting = md.get("deletionTimestamp").is_some();
+        let delay = if pods {
+            REACT
+        } else {
+            shared.opts.workload_ready_delay
+        };
+        let mut jobs = Vec::new();
+        let owner_job = |jobs: &mut Vec<(Job, Duration)>| {
+            for r in md["ownerReferences"].as_array().into_iter().flatten() {
+                let key = match r["kind"].as_str() {
+                    Some("ReplicaSet") => "apps/replicasets",
+                    Some("StatefulSet") => "apps/statefulsets",
+                    Some("Deployment") => "apps/deployments",
+                    _ => continue,
+                };
+                let owner = r["name"].as_str().unwrap_or("").to_string();
+                jobs.push((Job::Workload(key.into(), ns.clone(), owner), REACT));
+            }
+        };
+        match store_key {
+            "apps/deployments" | "apps/statefulsets" | "autoscaling/horizontalpodautoscalers" => {
+                jobs.push((
+                    Job::Workload(store_key.into(), ns.clone(), name.clone()),
+                    delay,
+                ));
+                let kind = obj["kind"].as_str().unwrap_or("");
+                let st = shared.state.lock().expect("state");
+                for h in hpas_targeting(&st, &ns, kind, &name) {
+                    jobs.push((
+                        Job::Workload("autoscaling/horizontalpodautoscalers".into(), ns.clone(), h),
+                        shared.opts.workload_ready_delay,
+                    ));
+                }
+            }
+            "apps/replicasets" if pods => {
+                jobs.push((
+                    Job::Workload(store_key.into(), ns.clone(), name.clone()),
+                    REACT,
+                ));
+                owner_job(&mut jobs);
+            }
+            "pods" if pods => {
+                let started = obj["status"].get("containerStatuses").is_some()
+                    || obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+                let wait = if deleting {
+                    shared.opts.gc_delay
+                } else if started {
+                    REACT
+                } else {
+                    // The container runtime takes a moment.
+                    shared.opts.workload_ready_delay
+                };
+                jobs.push((Job::Pod(ns.clone(), name.clone()), wait));
+                owner_job(&mut jobs);
+            }
+            "namespaces" if deleting => {
+                jobs.push((Job::Namespace(name.clone()), shared.opts.gc_delay));
+            }
+            "persistentvolumeclaims" => {
+                // Provisioning takes a moment.
+                jobs.push((
+                    Job::Claim(ns.clone(), name.clone()),
+                    shared.opts.workload_ready_delay,
+                ));
+                // Pods waiting for this claim to bind.
+                let st = shared.state.lock().expect("state");
+                jobs.extend(
+                    pods_in(&st, &ns, |p| {
+                        p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+                    })
+                    .into_iter()
+                    .map(|p| (Job::Pod(ns.clone(), p), REACT)),
+                );
+            }
+            "secrets" | "configmaps" if pods => {
+                // Containers waiting for their configuration.
+                let st = shared.state.lock().expect("state");
+                jobs.extend(
+                    pods_in(&st, &ns, |p| {
+                        p.to_string().contains("CreateContainerConfigError")
+                    })
+                    .into_iter()
+                    .map(|p| (Job::Pod(ns.clone(), p), REACT)),
+                );
+            }
+            _ => {}
+        }
+        jobs
+    }
+
     /// Runs one job; `Some(delay)` asks for another run.
     fn run_job(&self, job: &Job) -> Option<Duration> {
         let shared = &self.shared;
         let ready = shared.workloads_ready.load(Ordering::SeqCst);
+        let pods = shared.pods.load(Ordering::SeqCst);
         match job {
-            Job::Workload(key, ns, name) => {
-                shared.with_state_ctrl(|st| match key.as_str() {
-                    "apps/deployments" => deployment(st, ns, name, ready),
-                    "apps/statefulsets" => statefulset(st, ns, name, ready),
-                    _ => hpa(st, ns, name),
-                });
-                None
+            Job::Workload(key, ns, name) => shared.with_state_ctrl(|st| match key.as_str() {
+                "apps/deployments" if pods => workloads::deployment(st, ns, name),
+                "apps/deployments" => {
+                    deployment(st, ns, name, ready);
+                    None
+                }
+                "apps/statefulsets" if pods => workloads::statefulset(st, ns, name),
+                "apps/statefulsets" => {
+                    statefulset(st, ns, name, ready);
+                    None
+                }
+                "apps/replicasets" => workloads::replicaset(st, ns, name),
+                _ => {
+                    hpa(st, ns, name);
+                    None
+                }
+            }),
+            Job::Pod(ns, name) => {
+                let images = shared.images.lock().expect("images").clone();
+                let grace = shared.opts.workload_ready_delay;
+                shared.with_state_ctrl(|st| workloads::pod(st, ns, name, &images, ready, grace))
+            }
+            Job::Claim(ns, name) => {
+                shared.with_state_ctrl(|st| storage::claim(st, ns, name, !pods))
             }
             Job::Establish(name) => {
                 shared.with_state_ctrl(|st| establish(st, name));
@@ -383,7 +532,7 @@ fn statefulset(st: &mut State, ns: &str, name: &str, ready: bool) {
 
 /// PVCs `<template>-<statefulset>-<ordinal>`; owned by the StatefulSet only when its
 /// retention policy deletes them with it.
-fn ensure_pvcs(st: &mut State, sts: &Value, replicas: i64) {
+pub(super) fn ensure_pvcs(st: &mut State, sts: &Value, replicas: i64) {
     let Some(templates) = sts["spec"]["volumeClaimTemplates"].as_array() else {
         return;
     };
@@ -424,6 +573,10 @@ fn ensure_pvcs(st: &mut State, sts: &Value, replicas: i64) {
     }
 }
 
+/// The HPA controller without a metrics API (as recorded): it brings the target's replicas
+/// into `[minReplicas, maxReplicas]` through the scale subresource (manager
+/// `kube-controller-manager`, subresource `scale`); inside that range it cannot compute a
+/// replica count and says so in `ScalingActive`, keeping its last `desiredReplicas`.
 fn hpa(st: &mut State, ns: &str, name: &str) {
     let Some(def) = st.def("autoscaling", "v2", "horizontalpodautoscalers") else {
         return;
@@ -431,12 +584,148 @@ fn hpa(st: &mut State, ns: &str, name: &str) {
     let Some(obj) = st.get_stored(&def, ns, name) else {
         return;
     };
-    let min = obj["spec"]["minReplicas"].as_i64().unwrap_or(1);
     let old = &obj["status"];
-    let s = json!({"currentReplicas": min, "desiredReplicas": min,
-        "conditions": [condition(old, "AbleToScale", "True", "SucceededGetScale",
-            "the HPA controller was able to get the target's current scale", false)]});
-    write_status(st, "autoscaling", "v2", "horizontalpodautoscalers", &obj, s);
+    let target_ref = &obj["spec"]["scaleTargetRef"];
+    let target_name = target_ref["name"].as_str().unwrap_or("");
+    let group = target_ref["apiVersion"]
+        .as_str()
+        .and_then(|a| a.split_once('/'))
+        .map_or("", |(g, _)| g);
+    let plural = match target_ref["kind"].as_str().unwrap_or("") {
+        "Deployment" => "deployments",
+        "StatefulSet" => "statefulsets",
+        "ReplicaSet" => "replicasets",
+        _ => "",
+    };
+    let target_def = st.def(group, "v1", plural);
+    let target = target_def
+        .as_ref()
+        .and_then(|d| st.get_stored(d, ns, target_name));
+    let (Some(target_def), Some(target)) = (target_def, target) else {
+        let what = if plural.is_empty() {
+            format!("{:?}", target_ref["kind"].as_str().unwrap_or(""))
+        } else {
+            format!("{plural}.{group} {target_name:?} not found")
+        };
+        let s = json!({"desiredReplicas": old["desiredReplicas"].as_i64().unwrap_or(0),
+            "currentMetrics": null,
+            "conditions": [condition(old, "AbleToScale", "False", "FailedGetScale",
+                &format!("the HPA controller was unable to get the target's current scale: {what}"), false)]});
+        write_status(st, "autoscaling", "v2", "horizontalpodautoscalers", &obj, s);
+        return;
+    };
+    let current = target["spec"]["replicas"].as_i64().unwrap_or(1);
+    let min = obj["spec"]["minReplicas"].as_i64().unwrap_or(1);
+    let max = obj["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+    let previous = old["desiredReplicas"].as_i64().unwrap_or(0);
+    let mut conditions = Vec::new();
+    let mut status = json!({"currentReplicas": current});
+    let desired = if current == 0 && min != 0 {
+        conditions.push(condition(
+            old,
+            "AbleToScale",
+            "True",
+            "SucceededGetScale",
+            "the HPA controller was able to get the target's current scale",
+            false,
+        ));
+        conditions.push(condition(
+            old,
+            "ScalingActive",
+            "False",
+            "ScalingDisabled",
+            "scaling is disabled since the replica count of the target is zero",
+            false,
+        ));
+        0
+    } else if current > max || current < min {
+        let desired = current.clamp(min, max);
+        let mut c = ctx(MANAGER);
+        c.subresource = Some("scale".into());
+        let patch = json!({"spec": {"replicas": desired}});
+        if let Err(e) = st.scale_write(&target_def, ns, target_name, Write::MergePatch(patch), &c) {
+            tracing::debug!(error = ?e.message(), "HPA scaling {ns}/{target_name}");
+        }
+        status["lastScaleTime"] = json!(now());
+        conditions.push(condition(
+            old,
+            "AbleToScale",
+            "True",
+            "SucceededRescale",
+            &format!("the HPA controller was able to update the target scale to {desired}"),
+            false,
+        ));
+        if let Some(c) = old["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "ScalingActive"))
+        {
+            conditions.push(c.clone());
+        }
+        desired
+    } else {
+        conditions.push(condition(
+            old,
+            "AbleToScale",
+            "True",
+            "SucceededGetScale",
+            "the HPA controller was able to get the target's current scale",
+            false,
+        ));
+        let resource = obj["spec"]["metrics"][0]["resource"]["name"]
+            .as_str()
+            .unwrap_or("cpu");
+        conditions.push(condition(old, "ScalingActive", "False", "FailedGetResourceMetric",
+            &format!("the HPA was unable to compute the replica count: failed to get {resource} utilization: unable to get metrics for resource {resource}: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)"), false));
+        status["currentMetrics"] = json!([{"type": ""}]);
+        previous
+    };
+    if status.get("lastScaleTime").is_none()
+        && let Some(t) = old.get("lastScaleTime")
+    {
+        status["lastScaleTime"] = t.clone();
+    }
+    status["desiredReplicas"] = json!(desired);
+    if status.get("currentMetrics").is_none() {
+        status["currentMetrics"] = old.get("currentMetrics").cloned().unwrap_or(Value::Null);
+    }
+    status["conditions"] = Value::Array(conditions);
+    write_status(
+        st,
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        &obj,
+        status,
+    );
+}
+
+/// Names of Pods in `ns` that satisfy `f`.
+fn pods_in(st: &State, ns: &str, f: impl Fn(&Value) -> bool) -> Vec<String> {
+    let Some(b) = st.bucket("pods") else {
+        return Vec::new();
+    };
+    b.objects
+        .range((ns.to_string(), String::new())..)
+        .take_while(|((n, _), _)| n == ns)
+        .filter(|(_, p)| f(p))
+        .map(|((_, n), _)| n.clone())
+        .collect()
+}
+
+/// HPAs in `ns` whose scale target is `kind`/`name`.
+fn hpas_targeting(st: &State, ns: &str, kind: &str, name: &str) -> Vec<String> {
+    let Some(b) = st.bucket("autoscaling/horizontalpodautoscalers") else {
+        return Vec::new();
+    };
+    b.objects
+        .range((ns.to_string(), String::new())..)
+        .take_while(|((n, _), _)| n == ns)
+        .filter(|(_, h)| {
+            let t = &h["spec"]["scaleTargetRef"];
+            t["kind"] == kind && t["name"] == name
+        })
+        .map(|((_, n), _)| n.clone())
+        .collect()
 }
 
 fn establish(st: &mut State, name: &str) {

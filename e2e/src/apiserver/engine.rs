@@ -132,6 +132,9 @@ pub struct Written {
 #[derive(Default)]
 pub struct DeleteOpts {
     pub propagation: Option<String>,
+    /// `gracePeriodSeconds` (Pods on a node: the default is their
+    /// `terminationGracePeriodSeconds`; 0 removes them at once).
+    pub grace: Option<i64>,
     pub uid: Option<String>,
     pub rv: Option<String>,
     pub dry_run: bool,

@@ -739,12 +739,16 @@ fn patch(shared: &Shared, req: &Req) -> (Answer, u64) {
 fn delete_opts(req: &Req) -> Result<DeleteOpts, ApiError> {
     let mut opts = DeleteOpts {
         propagation: req.q.get("propagationPolicy").cloned(),
+        grace: req.q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()),
         dry_run: req.q.get("dryRun").is_some_and(|d| d == "All"),
         ..Default::default()
     };
     if !req.body.is_empty() {
         let b: Value = serde_json::from_slice(&req.body)
             .map_err(|e| bad_request(format!("error decoding DeleteOptions: {e}")))?;
+        if let Some(g) = b.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            opts.grace = Some(g);
+        }
         if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
             opts.propagation = Some(p.to_string());
         }

@@ -43,6 +43,7 @@ mod engine;
 mod fieldset;
 mod http;
 mod immutable;
+mod kubelet;
 mod patch;
 mod quantity;
 mod resources;
@@ -53,6 +54,7 @@ mod ssa;
 pub(crate) mod status;
 
 use engine::{Note, State};
+pub use kubelet::ImageBehaviour;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -121,6 +123,10 @@ pub(crate) struct Shared {
     pub stats: Mutex<Stats>,
     pub notes_tx: mpsc::UnboundedSender<Note>,
     pub workloads_ready: AtomicBool,
+    /// Workloads run Pods (through ReplicaSets for Deployments).
+    pub pods: AtomicBool,
+    /// What images do when the stand-in kubelets run them.
+    pub images: Mutex<kubelet::Images>,
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub addr: SocketAddr,
 }
@@ -195,6 +201,8 @@ impl ApiServer {
             stats: Mutex::new(Stats::default()),
             notes_tx,
             workloads_ready: AtomicBool::new(true),
+            pods: AtomicBool::new(true),
+            images: Mutex::default(),
             shutdown,
             addr,
         });
@@ -234,6 +242,28 @@ impl ApiServer {
     /// Whether the stand-in controllers report workloads available.
     pub fn set_workloads_ready(&self, ready: bool) {
         self.shared.workloads_ready.store(ready, Ordering::SeqCst);
+        let _ = self.shared.notes_tx.send(Note::WorkloadsReadyChanged);
+    }
+
+    /// Declares what an image does when the stand-in kubelets run it: what a real kubelet
+    /// learns from the image itself (its user, its exit, its readiness), for example
+    /// `set_image("nginx:1.27", ImageBehaviour::RunsAsUser(0))`. A key ending in `*` covers
+    /// every image with that prefix. Test-only: nothing on a real cluster reads it, so a
+    /// scenario that relies on it states the same fact about the real image it uses. Pods
+    /// already running are re-evaluated.
+    pub fn set_image(&self, image: &str, behaviour: ImageBehaviour) {
+        self.shared
+            .images
+            .lock()
+            .expect("images")
+            .set(image, behaviour);
+        let _ = self.shared.notes_tx.send(Note::WorkloadsReadyChanged);
+    }
+
+    /// Whether workloads run Pods (default: yes). Without, the stand-ins report Deployments
+    /// and StatefulSets from their spec alone (fewer objects, for load tests).
+    pub fn set_pods(&self, pods: bool) {
+        self.shared.pods.store(pods, Ordering::SeqCst);
         let _ = self.shared.notes_tx.send(Note::WorkloadsReadyChanged);
     }
 

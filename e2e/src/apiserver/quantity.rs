@@ -37,6 +37,11 @@ impl Quantity {
         };
         Some(Quantity(n * mult))
     }
+
+    /// The value in base units.
+    pub fn value(self) -> f64 {
+        self.0
+    }
 }
 
 #[cfg(test)]

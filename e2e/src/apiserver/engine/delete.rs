@@ -66,6 +66,41 @@ impl State {
             self.emit(&def.store_key, EventType::Modified, obj.clone(), Some(live));
             return Ok((200, to_view(def, &obj)));
         }
+        if def.kind == "Pod" && def.builtin {
+            let grace = opts.grace.unwrap_or_else(|| {
+                obj["spec"]["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(30)
+            });
+            // A graceful DELETE does not hurry a Pod already terminating.
+            if already && grace != 0 {
+                return Ok((200, to_view(def, &live)));
+            }
+            let on_node = obj["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty());
+            if !already && on_node && grace > 0 {
+                if opts.dry_run {
+                    return Ok((200, to_view(def, &live)));
+                }
+                // The kubelet stops the containers, then deletes the Pod for good.
+                let until = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                let md = meta_mut(&mut obj);
+                md.insert(
+                    "deletionTimestamp".into(),
+                    json!(until.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
+                md.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if !fins.is_empty() {
+                    md.insert("finalizers".into(), json!(fins));
+                }
+                let rv = self.next_rv();
+                meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+                let obj = Arc::new(obj);
+                self.emit(&def.store_key, EventType::Modified, obj.clone(), Some(live));
+                return Ok((200, to_view(def, &obj)));
+            }
+        }
         if !fins.is_empty() {
             let fins_changed = fins != finalizers(&live);
             if already && !fins_changed {
