@@ -11,7 +11,7 @@ use e2e::harness::{
 };
 use keelson::controller::FIELD_MANAGER;
 use kube::{
-    Api, ResourceExt,
+    ResourceExt,
     api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
@@ -82,6 +82,27 @@ async fn both_credentials(
     })
     .await
     .expect("both credentials Secrets are created")
+}
+
+/// The Application `shop`'s resourceVersion and its children's [`versions`], once settled: the
+/// last status writes (Keelson's and other controllers') are done when two whole reconcile
+/// passes in a row change nothing. Needs an operator with a short resync.
+async fn settled(env: &Env, op: &Operator) -> (Option<String>, BTreeMap<String, String>) {
+    let apps = env.apps();
+    let snapshot = || async {
+        let app_rv = apps.get("shop").await.ok()?.resource_version();
+        Some((app_rv, versions(env, &env.children("shop").await.ok()?)))
+    };
+    let deadline = converge_timeout(env.real());
+    wait_for(deadline, || async {
+        let first = snapshot().await?;
+        op.wait_reconciles(op.reconciles(), 2, deadline)
+            .await
+            .ok()?;
+        (snapshot().await? == first).then_some(first)
+    })
+    .await
+    .expect("the stack settles")
 }
 
 /// Start the operator, apply the Application `shop`, and wait until it is Ready.
@@ -317,7 +338,7 @@ async fn an_invalid_edit_is_reported_and_deletes_nothing() {
         ..OperatorOptions::default()
     };
     let op = converged(&env, &app, resync).await;
-    let before = versions(&env, &env.children("shop").await.unwrap());
+    let (_, before) = settled(&env, &op).await;
 
     // Passes admission (the schema cannot see it), fails validation: a probe on an undeclared
     // port, and a removed service that would otherwise be pruned.
@@ -690,35 +711,20 @@ async fn a_steady_state_resync_writes_nothing() {
         ..OperatorOptions::default()
     };
     let op = converged(&env, &env.sample("shop.yaml").unwrap(), resync).await;
-    let apps: Api<keelson::api::Application> = env.apps();
-    let snapshot = || async {
-        let app_rv = apps.get("shop").await.ok()?.resource_version();
-        Some((app_rv, versions(&env, &env.children("shop").await.ok()?)))
-    };
-    // Settled: the last status and controller writes are done once two whole passes in a row
-    // change nothing.
-    let deadline = converge_timeout(env.real());
-    let settled = wait_for(deadline, || async {
-        let first = snapshot().await?;
-        op.wait_reconciles(op.reconciles(), 2, deadline)
-            .await
-            .ok()?;
-        (snapshot().await? == first).then_some(first)
-    })
-    .await
-    .expect("the stack settles");
+    let settled = settled(&env, &op).await;
     if let Some(s) = &env.server {
         s.reset_stats();
     }
     // Three full resyncs.
-    op.wait_reconciles(op.reconciles(), 3, deadline)
+    op.wait_reconciles(op.reconciles(), 3, converge_timeout(env.real()))
         .await
         .unwrap();
     if let Some(s) = &env.server {
         let st = s.stats();
         assert_eq!(st.writes, 0, "a no-op resync wrote: {st:?}");
     }
-    let (app_rv, children) = snapshot().await.expect("the Application and its children");
+    let app_rv = env.apps().get("shop").await.unwrap().resource_version();
+    let children = versions(&env, &env.children("shop").await.unwrap());
     assert_eq!(app_rv, settled.0, "status was rewritten");
     assert_eq!(children, settled.1);
     op.stop().await.unwrap();
