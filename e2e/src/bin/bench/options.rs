@@ -89,8 +89,8 @@ pub struct Opts {
     #[arg(long)]
     pub timeline: bool,
 
-    /// In-process: only the convergence and baseline rounds (no resync, drift or restart); the
-    /// operator figures are those of the first round.
+    /// Only the convergence and baseline rounds (no resync, drift or restart); the operator
+    /// figures are those of the first round.
     #[arg(long)]
     pub converge_only: bool,
 }
