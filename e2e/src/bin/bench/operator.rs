@@ -305,4 +305,33 @@ keelson_reconcile_duration_seconds_bucket{le="+Inf"} 123
         };
         assert_eq!(later.since(&m).reconciles, 27.0);
     }
+
+    /// The names the benchmark reads are the ones the operator exports.
+    #[test]
+    fn the_operators_own_exposition_is_read() {
+        use keelson::runtime::metrics::{KindLabel, Metrics, ResultLabel};
+        let m = Metrics::new();
+        m.reconciles
+            .get_or_create(&ResultLabel { result: "success" })
+            .inc_by(3);
+        m.reconciles
+            .get_or_create(&ResultLabel { result: "error" })
+            .inc();
+        m.drift_repairs
+            .get_or_create(&KindLabel { kind: "Deployment" })
+            .inc_by(2);
+        m.applied
+            .get_or_create(&KindLabel { kind: "Service" })
+            .inc_by(5);
+        m.status_writes.inc();
+        m.duration.observe(0.25);
+        m.duration.observe(0.5);
+        let read = OpMetrics::parse(&m.encode()).unwrap();
+        assert_eq!(read.reconciles, 4.0);
+        assert_eq!(read.drift_repairs, 2.0);
+        assert_eq!(read.children_applied, 5.0);
+        assert_eq!(read.status_writes, 1.0);
+        assert_eq!(read.reconcile_seconds_sum, 0.75);
+        assert_eq!(read.reconcile_seconds_count, 2.0);
+    }
 }
