@@ -139,7 +139,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             "one namespace holding N Applications shop-0..shop-<N-1>"
         },
         end_point: if real.is_some() {
-            "every object written and every Application's status observed for its generation (Ready reported separately)"
+            "every object written and every Application's status observed for its generation with Degraded=False (Ready reported separately)"
         } else {
             "every Application Ready (baseline: every workload available)"
         },

@@ -103,27 +103,44 @@ pub fn app_observed(app: &Value) -> bool {
     !generation.is_null() && app["status"]["observedGeneration"] == *generation
 }
 
+/// Whether an Application's status for its current generation says every child was applied
+/// (`Degraded=False`): on a real cluster, where Ready may never come, the end point of a
+/// convergence.
+pub fn app_applied(app: &Value) -> bool {
+    app_observed(app) && condition(app, "Degraded").is_some_and(|c| c["status"] == "False")
+}
+
+fn condition<'a>(app: &'a Value, type_: &str) -> Option<&'a Value> {
+    app["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
 /// Whether an Application is Ready=True for its current generation.
 pub fn app_ready(app: &Value) -> bool {
-    app_observed(app)
-        && app["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
+    app_observed(app) && condition(app, "Ready").is_some_and(|c| c["status"] == "True")
 }
 
 /// One line on an Application's status, for an error message.
 pub fn brief_status(app: &Value) -> String {
-    let ready = app["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .map(|c| format!("Ready={} ({}: {})", c["status"], c["reason"], c["message"]))
-        .unwrap_or_else(|| "no Ready condition".into());
+    let said = |type_: &str| {
+        condition(app, type_)
+            .map(|c| {
+                format!(
+                    "{type_}={} ({}: {})",
+                    c["status"], c["reason"], c["message"]
+                )
+            })
+            .unwrap_or_else(|| format!("no {type_} condition"))
+    };
     format!(
-        "{} generation {} observedGeneration {}: {ready}",
+        "{} generation {} observedGeneration {}: {}; {}",
         app["metadata"]["name"].as_str().unwrap_or("?"),
         app["metadata"]["generation"],
-        app["status"]["observedGeneration"]
+        app["status"]["observedGeneration"],
+        said("Ready"),
+        said("Degraded")
     )
 }
 
@@ -230,5 +247,15 @@ mod tests {
         assert!(app_observed(&app) && app_ready(&app));
         app["status"]["conditions"][0]["status"] = json!("False");
         assert!(app_observed(&app) && !app_ready(&app));
+        assert!(!app_applied(&app), "no Degraded condition yet");
+        app["status"]["conditions"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "Degraded", "status": "True"}));
+        assert!(!app_applied(&app), "an apply failed");
+        app["status"]["conditions"][1]["status"] = json!("False");
+        assert!(app_applied(&app));
+        app["metadata"]["generation"] = json!(3);
+        assert!(!app_applied(&app), "a status of the previous generation");
     }
 }

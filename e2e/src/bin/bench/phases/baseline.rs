@@ -18,7 +18,7 @@ use crate::{
     measurement::{machine_busy_cpu, self_cpu},
     report::Baseline,
     workload::{
-        BASELINE_MANAGER, USER_MANAGER, app_observed, children, children_per_app, name_of,
+        BASELINE_MANAGER, USER_MANAGER, app_applied, children, children_per_app, name_of,
         shop_apps, workload_available, workloads,
     },
 };
@@ -53,8 +53,8 @@ async fn baseline_on(cx: &Ctx<'_>, fresh: &Fresh, n: usize) -> anyhow::Result<Ba
     let mut poll_time = Duration::ZERO;
     let (end, ready) = if real {
         // Every object was written when the applies returned; the end point, as for the
-        // operator, is every Application's status observed for its generation.
-        let mut pending = PendingApps::new(&apps, app_observed);
+        // operator, is every Application's status observed for its generation, saying so.
+        let mut pending = PendingApps::new(&apps, app_applied);
         while pending.check(cluster, client, ns).await? > 0 {
             if t0.elapsed() > timeout {
                 bail!(
@@ -114,7 +114,8 @@ async fn baseline_on(cx: &Ctx<'_>, fresh: &Fresh, n: usize) -> anyhow::Result<Ba
 /// What the operator writes, written by a bare client, `--concurrency` Applications at a time:
 /// each Application (as a user would), then its rendered children owned by the stored
 /// Application's uid, in the order Keelson renders them. On a real cluster also the status the
-/// operator writes first (its observed generation), so both end at the same point.
+/// operator writes after its first complete apply (the observed generation, `Degraded=False`),
+/// so both end at the same point.
 async fn write_all(
     cx: &Ctx<'_>,
     client: &Client,
@@ -156,7 +157,18 @@ async fn write_all(
                     let status = json!({
                         "apiVersion": "keelson.dev/v1alpha1",
                         "kind": "Application",
-                        "status": {"observedGeneration": stored.metadata.generation},
+                        "status": {
+                            "observedGeneration": stored.metadata.generation,
+                            "conditions": [{
+                                "type": "Degraded",
+                                "status": "False",
+                                "reason": "AsExpected",
+                                "message": "every child was applied",
+                                "lastTransitionTime": chrono::Utc::now()
+                                    .format("%Y-%m-%dT%H:%M:%SZ")
+                                    .to_string(),
+                            }],
+                        },
                     });
                     api.patch_status(
                         name,

@@ -12,7 +12,7 @@ use crate::{
     measurement::{machine_busy_cpu, self_cpu, status_field},
     operator::{OperatorProcess, Usage},
     report::{ApiCounts, Converge},
-    workload::{app_observed, app_ready, apply_apps, brief_status, name_of, shop_apps},
+    workload::{app_applied, app_ready, apply_apps, brief_status, name_of, shop_apps},
 };
 
 /// The Applications not yet done (Ready, or observed). In-process they are checked one
@@ -176,8 +176,9 @@ fn poll_interval(cluster: &Cluster) -> Duration {
 }
 
 /// The clock of a convergence, up to its end point: in-process every Application Ready for its
-/// generation; on a real cluster every Application's status observed for its generation (so
-/// every child written), then Ready separately, when it comes within `--ready-timeout-seconds`.
+/// generation; on a real cluster every Application's status observed for its generation saying
+/// every child was applied (`Degraded=False`), then Ready separately, when it comes within
+/// `--ready-timeout-seconds`.
 struct Clock {
     end: Duration,
     ready: Option<Duration>,
@@ -191,7 +192,7 @@ async fn converge_clock(
 ) -> anyhow::Result<Clock> {
     let (cluster, client, ns, n) = (wait.cluster, wait.client, wait.ns, wait.apps.len());
     let end_point: fn(&Value) -> bool = if cluster.is_real() {
-        app_observed
+        app_applied
     } else {
         app_ready
     };
@@ -201,7 +202,7 @@ async fn converge_clock(
         bail!(
             "converge: not every one of {n} Applications was {} {:?} after the first apply; e.g. {example}; {}",
             if cluster.is_real() {
-                "reconciled (status for its generation)"
+                "reconciled (a status for its generation with Degraded=False)"
             } else {
                 "Ready for its generation"
             },
@@ -352,7 +353,7 @@ async fn converge_round_on(
     let mut pending = PendingApps::new(
         &apps,
         if cluster.is_real() {
-            app_observed
+            app_applied
         } else {
             app_ready
         },
