@@ -174,7 +174,8 @@ pub fn apps_api(client: &Client, ns: &str) -> Api<DynamicObject> {
     dynamic_api(client, ns, "keelson.dev/v1alpha1", "Application")
 }
 
-/// Keelson's CRD, and on the stand-in the ServiceMonitor CRD (a real cluster keeps what it has).
+/// Keelson's CRD, and on the stand-in the ServiceMonitor CRD (the upstream one from
+/// `KEELSON_THIRD_PARTY_CRDS`, else a stand-in serving its API); a real cluster keeps what it has.
 pub async fn install_crds(client: &Client, in_process: bool) -> anyhow::Result<()> {
     let path = repo_root().join("crds/keelson.dev_applications.yaml");
     let text =
