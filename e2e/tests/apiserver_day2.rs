@@ -1083,9 +1083,7 @@ async fn a_rollout_shows_old_and_new_replicas_until_the_new_ones_are_available()
         .unwrap()
         .items;
     assert_eq!(sets.len(), 2);
-    let old = sets
-        .iter()
-        .find(|r| r.spec.replicas == Some(0));
+    let old = sets.iter().find(|r| r.spec.replicas == Some(0));
     assert!(
         old.is_some(),
         "the old ReplicaSet is scaled to zero and kept"
