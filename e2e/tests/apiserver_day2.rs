@@ -35,13 +35,16 @@ impl Env {
         Env { server, client }
     }
 
+    /// Stand-in controllers acting quickly, workloads running Pods.
     async fn quick() -> Env {
-        Env::start(ServerOptions {
+        let env = Env::start(ServerOptions {
             workload_ready_delay: Duration::from_millis(50),
             gc_delay: Duration::from_millis(100),
             ..ServerOptions::default()
         })
-        .await
+        .await;
+        env.server.set_pods(true);
+        env
     }
 
     /// Without stand-in controllers: nothing but the API server acts.
@@ -1083,9 +1086,7 @@ async fn a_rollout_shows_old_and_new_replicas_until_the_new_ones_are_available()
         .unwrap()
         .items;
     assert_eq!(sets.len(), 2);
-    let old = sets
-        .iter()
-        .find(|r| r.spec.replicas == Some(0));
+    let old = sets.iter().find(|r| r.spec.replicas == Some(0));
     assert!(
         old.is_some(),
         "the old ReplicaSet is scaled to zero and kept"
