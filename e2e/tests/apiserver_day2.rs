@@ -35,13 +35,16 @@ impl Env {
         Env { server, client }
     }
 
+    /// Stand-in controllers acting quickly, workloads running Pods.
     async fn quick() -> Env {
-        Env::start(ServerOptions {
+        let env = Env::start(ServerOptions {
             workload_ready_delay: Duration::from_millis(50),
             gc_delay: Duration::from_millis(100),
             ..ServerOptions::default()
         })
-        .await
+        .await;
+        env.server.set_pods(true);
+        env
     }
 
     /// Without stand-in controllers: nothing but the API server acts.

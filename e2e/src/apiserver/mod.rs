@@ -201,7 +201,7 @@ impl ApiServer {
             stats: Mutex::new(Stats::default()),
             notes_tx,
             workloads_ready: AtomicBool::new(true),
-            pods: AtomicBool::new(true),
+            pods: AtomicBool::new(false),
             images: Mutex::default(),
             shutdown,
             addr,
@@ -260,8 +260,11 @@ impl ApiServer {
         let _ = self.shared.notes_tx.send(Note::WorkloadsReadyChanged);
     }
 
-    /// Whether workloads run Pods (default: yes). Without, the stand-ins report Deployments
-    /// and StatefulSets from their spec alone (fewer objects, for load tests).
+    /// Whether workloads run Pods, as on a real cluster: ReplicaSets, Pods scheduled and run
+    /// by the stand-in kubelets (see the `kubelet` module for the states they produce), status
+    /// computed from the Pods. Off by default for now: without, the stand-ins report
+    /// Deployments and StatefulSets from their spec alone (fewer objects, for load tests, and
+    /// what scenarios written before Pods existed expect).
     pub fn set_pods(&self, pods: bool) {
         self.shared.pods.store(pods, Ordering::SeqCst);
         let _ = self.shared.notes_tx.send(Note::WorkloadsReadyChanged);
