@@ -1,8 +1,9 @@
 //! Keelson: a Kubernetes operator that runs a whole application stack from one `Application`.
 //!
-//! One reconcile is fetch, validate, build, apply, status: [`api`] holds the types and the
-//! validation, [`build`] turns a validated model into the desired children (pure), and
-//! [`controller`] talks to the cluster.
+//! One reconcile is fetch, validate, build, apply, prune, status: [`api`] holds the types and
+//! the validation, [`build`] turns a validated model into the desired children (pure),
+//! [`controller`] talks to the cluster, and [`kinds`] is the one registry of child kinds both
+//! work from.
 
 pub mod api;
 pub mod build;

@@ -11,6 +11,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
+    fmt::Debug,
     hash::{Hash, Hasher},
     marker::PhantomData,
     sync::{Arc, OnceLock, RwLock},
@@ -23,7 +24,7 @@ use kube::{
     core::{NamespaceResourceScope, PartialObjectMeta},
     runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
 };
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::kinds::Child;
 use crate::{
@@ -395,31 +396,45 @@ impl<K: Child> KindStores<K> {
         for key in scope.keys() {
             let index = ScopeIndex::new();
             let kind = kind_name::<K>();
+            let owners = owners.clone();
             if K::WATCH == WatchMode::Whole {
-                let api: Api<K> = Scope::api(client, &key);
-                let stream = watcher(api, watcher_config()).default_backoff();
-                tokio::spawn(follow(
-                    stream,
+                let observe = |o: K| (key_of(o.meta()), Observed::of(&o));
+                spawn_follow(
+                    Scope::api(client, &key),
                     index.clone(),
-                    owners.clone(),
+                    owners,
                     kind,
-                    |o: K| (key_of(o.meta()), Observed::of(&o)),
-                ));
+                    observe,
+                );
             } else {
-                let api: Api<PartialObjectMeta<K>> = Scope::api(client, &key);
-                let stream = watcher(api, watcher_config()).default_backoff();
-                tokio::spawn(follow(
-                    stream,
+                let observe =
+                    |o: PartialObjectMeta<K>| (key_of(&o.metadata), Observed::of_meta(&o.metadata));
+                spawn_follow(
+                    Scope::api(client, &key),
                     index.clone(),
-                    owners.clone(),
+                    owners,
                     kind,
-                    |o: PartialObjectMeta<K>| (key_of(&o.metadata), Observed::of_meta(&o.metadata)),
-                ));
+                    observe,
+                );
             }
             map.insert(key, index);
         }
         let _ = self.scopes.set(map);
     }
+}
+
+/// Follow the watch of `api` into `index` in a task of its own.
+fn spawn_follow<T>(
+    api: Api<T>,
+    index: Arc<ScopeIndex>,
+    owners: UnboundedSender<ObjectRef<Application>>,
+    kind: &'static str,
+    observe: fn(T) -> (Key, Observed),
+) where
+    T: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let stream = watcher(api, watcher_config()).default_backoff();
+    tokio::spawn(follow(stream, index, owners, kind, observe));
 }
 
 fn key_of(meta: &ObjectMeta) -> Key {
@@ -590,22 +605,25 @@ mod tests {
         out
     }
 
+    /// The events of a (re)list of `objects`.
+    fn list<const N: usize>(objects: [Deployment; N]) -> Vec<watcher::Event<Deployment>> {
+        let mut events = vec![watcher::Event::Init];
+        events.extend(objects.into_iter().map(watcher::Event::InitApply));
+        events.push(watcher::Event::InitDone);
+        events
+    }
+
     #[tokio::test]
     async fn the_index_follows_a_watch_and_wakes_owners_only_for_changes_that_matter() {
         use watcher::Event::*;
         let scope = ScopeIndex::new();
         // The first list fills the index without waking anyone: every Application is
         // reconciled at start anyway.
-        let woken = follow_events(
-            &scope,
-            vec![
-                Init,
-                InitApply(deployment("a-web", "a", "1", 1, 0)),
-                InitApply(deployment("b-web", "b", "2", 1, 0)),
-                InitDone,
-            ],
-        )
-        .await;
+        let first = [
+            deployment("a-web", "a", "1", 1, 0),
+            deployment("b-web", "b", "2", 1, 0),
+        ];
+        let woken = follow_events(&scope, list(first)).await;
         assert!(woken.is_empty(), "{woken:?}");
         assert!(*scope.ready.borrow());
         assert_eq!(scope.read().objects.len(), 2);
@@ -630,16 +648,11 @@ mod tests {
         assert_eq!(woken, ["a", "b"]);
 
         // A relist after a dropped watch: b-web went, a-web is unchanged, c-web is new.
-        let woken = follow_events(
-            &scope,
-            vec![
-                Init,
-                InitApply(deployment("a-web", "a", "4", 1, 2)),
-                InitApply(deployment("c-web", "c", "9", 1, 0)),
-                InitDone,
-            ],
-        )
-        .await;
+        let again = [
+            deployment("a-web", "a", "4", 1, 2),
+            deployment("c-web", "c", "9", 1, 0),
+        ];
+        let woken = follow_events(&scope, list(again)).await;
         let mut woken = woken;
         woken.sort();
         assert_eq!(woken, ["b", "c"]);
