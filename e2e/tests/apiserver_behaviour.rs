@@ -477,6 +477,13 @@ async fn stand_in_statefulset_controller_creates_pvcs_per_retention_policy() {
 #[tokio::test]
 async fn stand_in_hpa_reports_min_replicas() {
     let api = Api::with_rec(quick_options()).await;
+    // A real autoscaler without its target reports FailedGetScale and sets no counts: give it one.
+    let web = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}});
+    let web_path = "/apis/apps/v1/namespaces/rec/deployments/web";
+    assert_eq!(api.apply(web_path, "keelson", &web).await.status, 201);
     let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 2, "maxReplicas": 5}});
     let path = "/apis/autoscaling/v2/namespaces/rec/horizontalpodautoscalers/h";
