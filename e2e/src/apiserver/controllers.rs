@@ -424,6 +424,9 @@ fn ensure_pvcs(st: &mut State, sts: &Value, replicas: i64) {
     }
 }
 
+/// The autoscaler without metrics, as a real one without a metrics server: it keeps its target
+/// between `minReplicas` and `maxReplicas` (scaling it through `spec.replicas`, as its write to
+/// the Deployment's scale subresource does) and reports that count as `desiredReplicas`.
 fn hpa(st: &mut State, ns: &str, name: &str) {
     let Some(def) = st.def("autoscaling", "v2", "horizontalpodautoscalers") else {
         return;
@@ -432,8 +435,31 @@ fn hpa(st: &mut State, ns: &str, name: &str) {
         return;
     };
     let min = obj["spec"]["minReplicas"].as_i64().unwrap_or(1);
+    let max = obj["spec"]["maxReplicas"].as_i64().unwrap_or(min).max(min);
+    let target = &obj["spec"]["scaleTargetRef"];
+    let deployments = st.def("apps", "v1", "deployments");
+    let current = deployments
+        .as_ref()
+        .filter(|_| target["kind"] == "Deployment")
+        .and_then(|d| st.get_stored(d, ns, target["name"].as_str().unwrap_or("")));
+    let replicas = current
+        .as_ref()
+        .and_then(|d| d["spec"]["replicas"].as_i64())
+        .unwrap_or(min);
+    let desired = replicas.clamp(min, max);
+    if let (Some(d), Some(dep)) = (&deployments, &current)
+        && desired != replicas
+    {
+        let mut c = ctx(MANAGER);
+        c.subresource = None;
+        let patch = json!({"spec": {"replicas": desired}});
+        let name = dep["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if let Err(e) = st.write(d, ns, &name, Write::MergePatch(patch), &c) {
+            tracing::debug!(error = ?e.message(), "scaling deployment {ns}/{name}");
+        }
+    }
     let old = &obj["status"];
-    let s = json!({"currentReplicas": min, "desiredReplicas": min,
+    let s = json!({"currentReplicas": replicas, "desiredReplicas": desired,
         "conditions": [condition(old, "AbleToScale", "True", "SucceededGetScale",
             "the HPA controller was able to get the target's current scale", false)]});
     write_status(st, "autoscaling", "v2", "horizontalpodautoscalers", &obj, s);
