@@ -24,7 +24,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     build::Skipped,
-    controller::watch::{KindStores, Workload, hash_value},
+    controller::watch::{KindStores, Workload, WorkloadFlag, hash_value},
     external::{httproutes::HttpRoute, servicemonitors::ServiceMonitor},
 };
 
@@ -146,6 +146,11 @@ pub trait Child:
     fn workload(&self) -> Option<Workload> {
         None
     }
+
+    /// The replicas an autoscaler wants, for autoscalers.
+    fn scale_to(&self) -> Option<i32> {
+        None
+    }
 }
 
 impl Child for Secret {
@@ -158,25 +163,28 @@ impl Child for Service {
     type Desired = Self;
 }
 
-/// The replica counts of a Deployment or StatefulSet (their spec and status name them alike).
-macro_rules! workload_of {
-    ($obj:expr) => {{
-        let st = $obj.status.as_ref();
-        Some(Workload {
-            replicas: $obj.spec.replicas,
-            observed_generation: st.and_then(|s| s.observed_generation),
-            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
-            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
-            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
-        })
-    }};
-}
-
 impl Child for StatefulSet {
     type Desired = Self;
     const WATCH: WatchMode = WatchMode::Whole;
     fn workload(&self) -> Option<Workload> {
-        workload_of!(self)
+        let st = self.status.as_ref();
+        let revision_pending = st.is_some_and(|s| {
+            s.update_revision.is_some() && s.current_revision != s.update_revision
+        });
+        Some(Workload {
+            replicas: self.spec.replicas,
+            observed_generation: st.and_then(|s| s.observed_generation),
+            current: st.map_or(0, |s| s.replicas),
+            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
+            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
+            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
+            terminating: 0,
+            flag: if revision_pending {
+                WorkloadFlag::RevisionPending
+            } else {
+                WorkloadFlag::None
+            },
+        })
     }
 }
 
@@ -184,7 +192,30 @@ impl Child for Deployment {
     type Desired = Self;
     const WATCH: WatchMode = WatchMode::Whole;
     fn workload(&self) -> Option<Workload> {
-        workload_of!(self)
+        let st = self.status.as_ref();
+        let deadline_exceeded = st
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.type_.as_deref() == Some("Progressing")
+                    && c.status.as_deref() == Some("False")
+                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            });
+        Some(Workload {
+            replicas: self.spec.replicas,
+            observed_generation: st.and_then(|s| s.observed_generation),
+            current: st.and_then(|s| s.replicas).unwrap_or(0),
+            ready: st.and_then(|s| s.ready_replicas).unwrap_or(0),
+            updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
+            available: st.and_then(|s| s.available_replicas).unwrap_or(0),
+            terminating: st.and_then(|s| s.terminating_replicas).unwrap_or(0),
+            flag: if deadline_exceeded {
+                WorkloadFlag::DeadlineExceeded
+            } else {
+                WorkloadFlag::None
+            },
+        })
     }
 }
 
@@ -195,6 +226,12 @@ impl Child for HorizontalPodAutoscaler {
     const WATCH: WatchMode = WatchMode::Whole;
     fn spec_hash(&self) -> Option<u64> {
         Some(hash_value(&self.spec))
+    }
+    fn scale_to(&self) -> Option<i32> {
+        self.status
+            .as_ref()
+            .map(|s| s.desired_replicas)
+            .filter(|n| *n > 0)
     }
 }
 

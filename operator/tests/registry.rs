@@ -148,8 +148,14 @@ fn rbac_grants_exactly_the_registered_kinds_verbs() {
     let child_rules: BTreeSet<&Rule> = rules
         .iter()
         .filter(|r| {
-            !["applications", "applications/status", "events", "leases"]
-                .contains(&r.resources[0].as_str())
+            ![
+                "applications",
+                "applications/status",
+                "events",
+                "leases",
+                "pods",
+            ]
+            .contains(&r.resources[0].as_str())
         })
         .collect();
     let wanted: Vec<Rule> = kinds::all()

@@ -53,15 +53,31 @@ if degraded ~= nil and degraded.status == "True" then
   return hs
 end
 
+-- Reasons that waiting does not fix: an invalid spec, a child owned by someone else, a rollout
+-- past its progress deadline.
+local stuck_reasons = {
+  InvalidSpec = "the Application's spec is invalid",
+  Conflict = "a child Keelson would create is owned by someone else",
+  RolloutStuck = "a rollout exceeded its progress deadline",
+}
+
 local ready = find_condition(status.conditions, "Ready")
-if ready ~= nil and ready.status == "False" and ready.reason == "InvalidSpec" then
+if ready ~= nil and ready.status == "False" and stuck_reasons[ready.reason] ~= nil then
   hs.status = "Degraded"
-  hs.message = message_of(ready, "the Application's spec is invalid")
+  hs.message = message_of(ready, stuck_reasons[ready.reason])
   return hs
 end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = message_of(ready, "the Application is ready")
+  return hs
+end
+
+-- A workload whose pods say why they do not run (ImagePullBackOff, CrashLoopBackOff, ...): still
+-- Progressing (the pods may recover), with the pods' reason, which Ready's message carries.
+if ready ~= nil and ready.status == "False" and ready.reason == "WorkloadNotReady" then
+  hs.status = "Progressing"
+  hs.message = message_of(ready, "a workload is not ready")
   return hs
 end
 

@@ -110,4 +110,8 @@ release namespace. Keep in step with `keelson rbac`; charts/tests checks both.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Pods: listed by a workload's selector while it is not ready, to say why; never watched.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}

@@ -11,9 +11,11 @@ pub mod apply;
 pub mod error;
 pub mod events;
 pub mod fetch;
+pub mod pods;
 pub mod prune;
 pub mod rbac;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod watch;
 
@@ -24,13 +26,7 @@ use std::{
 };
 
 use futures::{channel::mpsc, future::BoxFuture};
-use kube::{
-    Client,
-    runtime::{
-        events::{Recorder, Reporter},
-        reflector,
-    },
-};
+use kube::{Client, runtime::reflector};
 
 pub use crate::kinds::Stores;
 use crate::{
@@ -93,8 +89,10 @@ pub struct Context {
     pub capabilities: RwLock<ApiCapabilities>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Events.
+    pub events: events::Events,
+    /// What the pods of workloads that are not ready say.
+    pub pods: pods::PodReasons,
     /// Per Application (by uid), the generation whose spec last passed the schema and CEL rules.
     pub(crate) schema_checked: Mutex<HashMap<String, i64>>,
     /// Consecutive transient failures per Application (by uid), for backoff.
@@ -115,12 +113,9 @@ impl Context {
         mpsc::UnboundedReceiver<reflector::ObjectRef<Application>>,
     ) {
         let (owners_tx, owners_rx) = mpsc::unbounded();
-        let reporter = Reporter {
-            controller: "keelson.dev/keelson".into(),
-            instance: config.instance.clone(),
-        };
         let ctx = Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::Events::new(client.clone(), config.instance.clone()),
+            pods: pods::PodReasons::default(),
             client,
             stores: Stores::default(),
             applied: apply::ApplyCache::default(),

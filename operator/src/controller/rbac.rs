@@ -2,7 +2,7 @@
 //! chart grants these and nothing else (its tests compare the two), and the e2e suite checks
 //! every request the operator makes against them.
 
-use k8s_openapi::api::{coordination::v1::Lease, events::v1::Event};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod, events::v1::Event};
 use kube::Resource;
 use serde::Serialize;
 
@@ -36,6 +36,9 @@ pub enum Place {
 pub const APPLICATION_VERBS: &[&str] = &["list", "watch"];
 /// Verbs on Events (events.k8s.io/v1): created, then patched as a series repeats.
 pub const EVENT_VERBS: &[&str] = &["create", "patch"];
+/// Verbs on Pods: listed by a workload's selector while it is not ready, to say why
+/// (see [`super::pods`]); never watched, never written.
+pub const POD_VERBS: &[&str] = &["list"];
 /// Verbs on the leader-election Lease.
 pub const LEASE_VERBS: &[&str] = &["create", "get", "patch"];
 
@@ -52,7 +55,7 @@ fn rule<K: Resource<DynamicType = ()>>(sub: Option<&str>, verbs: &[&str]) -> Rul
 }
 
 /// Every rule, with where it applies: the Application, every registered child kind with the
-/// verbs of how it is written ([`kinds::Write::verbs`]), Events and the Lease.
+/// verbs of how it is written ([`kinds::Write::verbs`]), Events, Pods and the Lease.
 pub fn rules_with_place() -> Vec<(Rule, Place)> {
     struct ChildRules(Vec<(Rule, Place)>);
     impl KindVisitor for ChildRules {
@@ -70,6 +73,7 @@ pub fn rules_with_place() -> Vec<(Rule, Place)> {
             Place::Watched,
         ),
         (rule::<Event>(None, EVENT_VERBS), Place::Watched),
+        (rule::<Pod>(None, POD_VERBS), Place::Watched),
         (rule::<Lease>(None, LEASE_VERBS), Place::LeaseNamespace),
     ];
     out.extend(children.0);

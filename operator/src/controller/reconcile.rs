@@ -3,16 +3,13 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
-use kube::{
-    ResourceExt,
-    runtime::{controller::Action, events::EventType},
-};
+use kube::{ResourceExt, runtime::controller::Action};
 
 use super::{
     Context,
     apply::{self, Applied},
     error::{Error, ErrorCategory, Result, Retry},
-    events, fetch,
+    events, fetch, pods,
     prune::{self, Pruned},
     status,
 };
@@ -27,6 +24,9 @@ use crate::{
 pub enum Outcome {
     /// Every child was applied (and the unwanted ones pruned).
     Applied,
+    /// Every child was applied, and a workload is still rolling out: looked at again soon, as
+    /// stuck pods change nothing Keelson watches.
+    RollingOut,
     /// The spec is invalid: nothing was changed, status says why.
     InvalidSpec,
     /// The Application is being deleted: the garbage collector removes its children.
@@ -37,7 +37,7 @@ impl Outcome {
     /// The `result` label of `keelson_reconciles_total`.
     pub fn label(self) -> &'static str {
         match self {
-            Outcome::Applied | Outcome::Deleting => "success",
+            Outcome::Applied | Outcome::RollingOut | Outcome::Deleting => "success",
             Outcome::InvalidSpec => "invalid_spec",
         }
     }
@@ -67,6 +67,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     result.map(|outcome| match outcome {
         Outcome::InvalidSpec => Action::await_change(),
         Outcome::Applied | Outcome::Deleting => Action::requeue(ctx.config.resync),
+        Outcome::RollingOut => Action::requeue(pods::TTL.min(ctx.config.resync)),
     })
 }
 
@@ -89,8 +90,13 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
     let applier = apply::Applier::new(ctx, &target.uid, &target.namespace);
     let applied = apply::apply_all(&applier, &children).await;
     let pruned = prune_unwanted(ctx, &target, &children, &applied).await;
+    let rolling_out = pods::inspect(ctx, app, &model).await;
     report(ctx, app, &model, &children, applied, pruned).await?;
-    Ok(Outcome::Applied)
+    Ok(if rolling_out {
+        Outcome::RollingOut
+    } else {
+        Outcome::Applied
+    })
 }
 
 fn uid(app: &Application) -> String {
@@ -135,15 +141,7 @@ async fn report_invalid(ctx: &Context, app: &Application, invalid: &InvalidSpec)
     let st = status::compute(ctx, app, &status::Outcome::Invalid(invalid), status::now());
     if status::write(ctx, app, st).await? {
         let note = format!("nothing was changed: {invalid}");
-        events::publish(
-            ctx,
-            app,
-            EventType::Warning,
-            "InvalidSpec",
-            "Validate",
-            note,
-        )
-        .await;
+        events::warn(ctx, app, status::INVALID_SPEC, "Validate", note).await;
     }
     Ok(())
 }
@@ -215,10 +213,15 @@ async fn report(
     if let Err(e) = &result {
         let note = e.to_string();
         let (reason, action) = (e.reason(), e.action());
-        events::publish(ctx, app, EventType::Warning, reason, action, note).await;
+        events::warn(ctx, app, reason, action, note).await;
     }
     result?;
-    wrote.map(|_| ())
+    if wrote? {
+        for note in status::warnings(ctx, model) {
+            ctx.events.publish(app, &note).await;
+        }
+    }
+    Ok(())
 }
 
 /// How a failed reconcile is retried: a refusal that will repeat waits for a change of the spec

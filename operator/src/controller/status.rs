@@ -14,13 +14,14 @@ use kube::{
 use super::{
     Context, FIELD_MANAGER,
     error::{Error, Result},
-    watch::{Observed, Workload},
+    events::Note,
+    rollout::{self, Progress, Rollout},
 };
 use crate::{
     api::{
         Application, ApplicationStatus, DatabaseStatus, GatewayStatus, InvalidSpec, Model,
         ServiceStatus,
-        validate::{GatewayKind, Replicas},
+        validate::{DatabaseModel, GatewayKind, ServiceModel},
     },
     build::Skipped,
 };
@@ -35,6 +36,10 @@ pub const DEGRADED: &str = "Degraded";
 pub const APIS_AVAILABLE: &str = "APIsAvailable";
 /// The reason of an invalid spec.
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// The reason of a Deployment past its progress deadline.
+pub const ROLLOUT_STUCK: &str = "RolloutStuck";
+/// The reason of a workload whose pods say why they do not run.
+pub const WORKLOAD_NOT_READY: &str = "WorkloadNotReady";
 
 /// How the reconcile went.
 pub enum Outcome<'a> {
@@ -122,8 +127,15 @@ pub fn compute(
     set_apis_available(&mut c, skipped);
     c.out.sort_by(|a, b| a.type_.cmp(&b.type_));
     let RollUp {
-        services,
-        databases,
+        workloads:
+            Workloads {
+                services,
+                databases,
+                waiting: _,
+                stuck: _,
+                pod_reasons: _,
+                warnings: _,
+            },
         gateway,
     } = rollup;
     ApplicationStatus {
@@ -167,35 +179,12 @@ fn invalid_status(
 
 /// What the watches show of the workloads and the gateway.
 struct RollUp {
-    services: Vec<ServiceStatus>,
-    databases: Vec<DatabaseStatus>,
+    workloads: Workloads,
     gateway: Option<GatewayStatus>,
 }
 
 impl RollUp {
     fn observe(ctx: &Context, model: &Model, skipped: &[Skipped]) -> Self {
-        let ns = &model.namespace;
-        let services = model
-            .services
-            .iter()
-            .map(|s| {
-                let d = ctx.stores.deployments.get(ns, &s.object_name);
-                deployment_status(&s.spec.name, s.replicas, d.as_ref())
-            })
-            .collect();
-        let databases = model
-            .databases
-            .iter()
-            .map(|db| DatabaseStatus {
-                name: db.spec.name.clone(),
-                ready: ctx
-                    .stores
-                    .stateful_sets
-                    .get(ns, &db.object_name)
-                    .is_some_and(|s| stateful_set_ready(&s)),
-                secret_name: db.secret_name.clone(),
-            })
-            .collect();
         let gateway = model.gateway.as_ref().map(|g| {
             let kind = match g.kind {
                 GatewayKind::Ingress { .. } => "Ingress",
@@ -208,26 +197,9 @@ impl RollUp {
             }
         });
         RollUp {
-            services,
-            databases,
+            workloads: workloads(ctx, model),
             gateway,
         }
-    }
-
-    /// What is not ready yet, e.g. `orders (1/3 ready)`.
-    fn waiting(&self) -> Vec<String> {
-        let services = self.services.iter().filter(|s| !s.ready).map(|s| {
-            format!(
-                "{} ({}/{} ready)",
-                s.name, s.ready_replicas, s.desired_replicas
-            )
-        });
-        let databases = self
-            .databases
-            .iter()
-            .filter(|d| !d.ready)
-            .map(|d| d.name.clone());
-        services.chain(databases).collect()
     }
 }
 
@@ -246,21 +218,38 @@ fn set_failed(c: &mut Conditions<'_>, e: &Error) {
     c.set(DEGRADED, true, reason, format!("{e}; {next}"));
 }
 
-/// Ready, Progressing and Degraded after a complete apply: the workloads' roll-out.
+/// Ready, Progressing and Degraded after a complete apply: the workloads' roll-out; a
+/// Deployment past its progress deadline is Degraded.
 fn set_progress(c: &mut Conditions<'_>, rollup: &RollUp) {
-    let waiting = rollup.waiting();
-    if waiting.is_empty() {
+    let w = &rollup.workloads;
+    if !w.stuck.is_empty() {
+        let msg = format!("rollout stuck: {}", w.stuck.join("; "));
+        c.set(READY, false, ROLLOUT_STUCK, msg.clone());
+        c.set(PROGRESSING, false, ROLLOUT_STUCK, msg);
+        let msg = format!(
+            "a rollout exceeded its progress deadline: {}",
+            w.stuck.join("; ")
+        );
+        c.set(DEGRADED, true, ROLLOUT_STUCK, msg);
+        return;
+    }
+    if w.waiting.is_empty() {
         let msg = format!(
             "all {} services and {} databases are ready",
-            rollup.services.len(),
-            rollup.databases.len()
+            w.services.len(),
+            w.databases.len()
         );
         c.set(READY, true, "Ready", msg);
         let msg = "every workload is rolled out and available".to_string();
         c.set(PROGRESSING, false, "Complete", msg);
     } else {
-        let msg = format!("waiting for {}", waiting.join(", "));
-        c.set(READY, false, "WaitingForWorkloads", msg.clone());
+        let msg = format!("waiting for {}", w.waiting.join("; "));
+        let reason = if w.pod_reasons {
+            WORKLOAD_NOT_READY
+        } else {
+            "WaitingForWorkloads"
+        };
+        c.set(READY, false, reason, msg.clone());
         c.set(PROGRESSING, true, "RollingOut", msg);
     }
     c.set(
@@ -294,33 +283,105 @@ fn set_apis_available(c: &mut Conditions<'_>, skipped: &[Skipped]) {
     c.set(APIS_AVAILABLE, false, "APINotServed", msg);
 }
 
-fn deployment_status(name: &str, replicas: Replicas, d: Option<&Observed>) -> ServiceStatus {
-    let Some((w, generation)) = d.and_then(|d| Some((d.workload?, d.generation))) else {
-        return ServiceStatus {
-            name: name.into(),
-            desired_replicas: replicas.min(),
-            ready_replicas: 0,
-            ready: false,
-        };
+/// The workloads of an Application, as status shows them.
+struct Workloads {
+    services: Vec<ServiceStatus>,
+    databases: Vec<DatabaseStatus>,
+    /// One text per workload that is rolling out: its name, its progress, and the reason its
+    /// pods give when one was found.
+    waiting: Vec<String>,
+    /// Likewise, per Deployment past its progress deadline.
+    stuck: Vec<String>,
+    /// Whether any text has a reason from the pods.
+    pod_reasons: bool,
+    /// A Warning per workload that is stuck, or whose pods say why they do not run.
+    warnings: Vec<Note>,
+}
+
+fn workloads(ctx: &Context, model: &Model) -> Workloads {
+    let ns = &model.namespace;
+    let mut w = Workloads {
+        services: Vec::new(),
+        databases: Vec::new(),
+        waiting: Vec::new(),
+        stuck: Vec::new(),
+        pod_reasons: false,
+        warnings: Vec::new(),
     };
-    let desired = w.replicas.unwrap_or(replicas.min());
-    let ready = current(&w, generation) && w.updated >= desired && w.available >= desired;
-    ServiceStatus {
-        name: name.into(),
-        desired_replicas: desired,
-        ready_replicas: w.ready,
-        ready,
+    let mut note = |what: &str, name: &str, child: (&str, &str), r: &Rollout| {
+        let (kind, object) = child;
+        let (list, text) = match &r.progress {
+            Progress::Ready => {
+                ctx.pods.forget(ns, object);
+                return;
+            }
+            Progress::RollingOut(t) => (&mut w.waiting, t),
+            Progress::Stuck(t) => (&mut w.stuck, t),
+        };
+        let mut line = format!("{what} {name}: {text}");
+        let reason = ctx.pods.get(ns, object);
+        if let Some(reason) = &reason {
+            line.push_str("; ");
+            line.push_str(reason);
+            w.pod_reasons = true;
+        }
+        let child = format!("{kind}/{object}");
+        if matches!(r.progress, Progress::Stuck(_)) {
+            let text = format!("the rollout of {line} (it exceeded its progress deadline)");
+            w.warnings
+                .push(Note::warning(ROLLOUT_STUCK, "Status", text).about(&child));
+        } else if reason.is_some() {
+            let text = line.clone();
+            w.warnings
+                .push(Note::warning(WORKLOAD_NOT_READY, "Status", text).about(&child));
+        }
+        list.push(line);
+    };
+    for s in &model.services {
+        let r = service_rollout(ctx, ns, s);
+        note("service", &s.spec.name, ("Deployment", &s.object_name), &r);
+        w.services.push(ServiceStatus {
+            name: s.spec.name.clone(),
+            desired_replicas: r.desired,
+            ready_replicas: r.ready_replicas,
+            ready: r.ready(),
+        });
     }
+    for db in &model.databases {
+        let r = database_rollout(ctx, ns, db);
+        note(
+            "database",
+            &db.spec.name,
+            ("StatefulSet", &db.object_name),
+            &r,
+        );
+        w.databases.push(DatabaseStatus {
+            name: db.spec.name.clone(),
+            ready: r.ready(),
+            secret_name: db.secret_name.clone(),
+        });
+    }
+    w
 }
 
-/// Whether the workload's controller has seen its latest spec.
-fn current(w: &Workload, generation: Option<i64>) -> bool {
-    w.observed_generation >= generation
+/// A Warning Event per workload of `model` that is stuck, or whose pods say why they do not
+/// run (what status says of it).
+pub fn warnings(ctx: &Context, model: &Model) -> Vec<Note> {
+    workloads(ctx, model).warnings
 }
 
-fn stateful_set_ready(s: &Observed) -> bool {
-    s.workload
-        .is_some_and(|w| current(&w, s.generation) && w.ready >= w.replicas.unwrap_or(1))
+/// The rollout of a service's Deployment, as the watches see it.
+pub fn service_rollout(ctx: &Context, namespace: &str, s: &ServiceModel) -> Rollout {
+    let hpa = ctx.stores.hpas.get(namespace, &s.object_name);
+    let desired = rollout::desired_replicas(s.replicas, hpa.as_ref());
+    let d = ctx.stores.deployments.get(namespace, &s.object_name);
+    rollout::deployment(desired, d.as_ref())
+}
+
+/// The rollout of a database's StatefulSet, as the watches see it.
+pub fn database_rollout(ctx: &Context, namespace: &str, db: &DatabaseModel) -> Rollout {
+    let s = ctx.stores.stateful_sets.get(namespace, &db.object_name);
+    rollout::stateful_set(s.as_ref())
 }
 
 /// Write `status` if it differs from the Application's current one. Returns whether it wrote.

@@ -64,19 +64,40 @@ impl Scope {
     }
 }
 
-/// Replica counts of a Deployment or StatefulSet, as its controller reports them.
+/// Replica counts of a Deployment or StatefulSet, as its controller reports them, reduced to
+/// what readiness and rollout progress need (32 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Workload {
-    /// `spec.replicas`.
+    /// `spec.replicas` (`None` when unset: an autoscaler's, or the default 1).
     pub replicas: Option<i32>,
     /// `status.observedGeneration`.
     pub observed_generation: Option<i64>,
+    /// `status.replicas`: pods of every revision, not counting terminating ones.
+    pub current: i32,
     /// `status.readyReplicas`.
     pub ready: i32,
-    /// `status.updatedReplicas`.
+    /// `status.updatedReplicas`: pods of the latest revision.
     pub updated: i32,
     /// `status.availableReplicas`.
     pub available: i32,
+    /// `status.terminatingReplicas` (Deployments, Kubernetes 1.33+; 0 when not reported).
+    pub terminating: i32,
+    /// A Deployment's `Progressing` condition is `False` with reason `ProgressDeadlineExceeded`;
+    /// for a StatefulSet, `currentRevision` differs from `updateRevision`.
+    pub flag: WorkloadFlag,
+}
+
+/// The one fact about a workload's rollout that its counts do not show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WorkloadFlag {
+    /// Nothing more to say.
+    #[default]
+    None,
+    /// A Deployment's rollout exceeded `spec.progressDeadlineSeconds` (condition `Progressing`
+    /// `False`, reason `ProgressDeadlineExceeded`).
+    DeadlineExceeded,
+    /// A StatefulSet's `currentRevision` is not yet its `updateRevision`.
+    RevisionPending,
 }
 
 /// The controller owner of a child, when it is an Application.
@@ -101,6 +122,8 @@ pub struct Observed {
     pub spec: Option<u64>,
     /// Replica counts, for Deployments and StatefulSets.
     pub workload: Option<Workload>,
+    /// The replicas an autoscaler wants (`status.desiredReplicas` of an HPA).
+    pub scale_to: Option<i32>,
     /// The controller owner, if it is an Application.
     pub owner: Option<Owner>,
 }
@@ -164,6 +187,7 @@ impl Observed {
             metadata: metadata_hashes(meta),
             spec: None,
             workload: None,
+            scale_to: None,
             owner: owner_of_meta(meta),
         }
     }
@@ -173,6 +197,7 @@ impl Observed {
         Observed {
             spec: obj.spec_hash(),
             workload: obj.workload(),
+            scale_to: obj.scale_to(),
             ..Observed::of_meta(obj.meta())
         }
     }
@@ -195,6 +220,7 @@ impl Observed {
             || self.metadata != new.metadata
             || self.spec != new.spec
             || self.workload != new.workload
+            || self.scale_to != new.scale_to
             || self.owner != new.owner
     }
 }
