@@ -76,8 +76,8 @@ async fn every_registered_kind_is_pruned_when_no_longer_wanted() {
         meta["name"] = json!("shop-stale");
         meta["namespace"] = json!("shop");
         meta["labels"]["keelson.dev/application"] = json!("shop");
-        meta["ownerReferences"][0]["name"] = json!("shop");
-        meta["ownerReferences"][0]["uid"] = json!(UID);
+        meta["ownerReferences"] = json!([{"apiVersion": "keelson.dev/v1alpha1",
+            "kind": "Application", "name": "shop", "uid": UID, "controller": true}]);
         objects.push(stale);
     }
     h.preload(&objects);
@@ -148,8 +148,14 @@ fn rbac_grants_exactly_the_registered_kinds_verbs() {
     let child_rules: BTreeSet<&Rule> = rules
         .iter()
         .filter(|r| {
-            !["applications", "applications/status", "events", "leases"]
-                .contains(&r.resources[0].as_str())
+            ![
+                "applications",
+                "applications/status",
+                "events",
+                "leases",
+                "persistentvolumeclaims",
+            ]
+            .contains(&r.resources[0].as_str())
         })
         .collect();
     let wanted: Vec<Rule> = kinds::all()

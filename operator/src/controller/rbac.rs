@@ -2,7 +2,9 @@
 //! chart grants these and nothing else (its tests compare the two), and the e2e suite checks
 //! every request the operator makes against them.
 
-use k8s_openapi::api::{coordination::v1::Lease, events::v1::Event};
+use k8s_openapi::api::{
+    coordination::v1::Lease, core::v1::PersistentVolumeClaim, events::v1::Event,
+};
 use kube::Resource;
 use serde::Serialize;
 
@@ -36,6 +38,9 @@ pub enum Place {
 pub const APPLICATION_VERBS: &[&str] = &["list", "watch"];
 /// Verbs on Events (events.k8s.io/v1): created, then patched as a series repeats.
 pub const EVENT_VERBS: &[&str] = &["create", "patch"];
+/// Verbs on PersistentVolumeClaims: a database's claim is read to tell whether its data exists
+/// when its credentials Secret is missing.
+pub const CLAIM_VERBS: &[&str] = &["get"];
 /// Verbs on the leader-election Lease.
 pub const LEASE_VERBS: &[&str] = &["create", "get", "patch"];
 
@@ -70,6 +75,10 @@ pub fn rules_with_place() -> Vec<(Rule, Place)> {
             Place::Watched,
         ),
         (rule::<Event>(None, EVENT_VERBS), Place::Watched),
+        (
+            rule::<PersistentVolumeClaim>(None, CLAIM_VERBS),
+            Place::Watched,
+        ),
         (rule::<Lease>(None, LEASE_VERBS), Place::LeaseNamespace),
     ];
     out.extend(children.0);
