@@ -441,7 +441,12 @@ async fn switching_to_autoscaling_and_back_never_scales_below_the_bound() {
         .unwrap();
     let op = start(&env).await;
     let timeout = converge_timeout(env.real());
-    let mut fixed = app(&env, "hello", &["web"]);
+    // Autoscaling on CPU needs a CPU request; the same in every phase, so only replicas change.
+    let service = |mut app: Value| {
+        app["spec"]["services"][0]["resources"] = json!({"requests": {"cpu": "50m"}});
+        app
+    };
+    let mut fixed = service(app(&env, "hello", &["web"]));
     fixed["spec"]["services"][0]["replicas"] = json!(4);
     env.apply_app(&fixed).await.unwrap();
     env.wait_condition("hello", READY, "True", timeout)
@@ -477,7 +482,7 @@ async fn switching_to_autoscaling_and_back_never_scales_below_the_bound() {
     .unwrap();
 
     // Fixed 4 -> autoscaled {3, 6}: never below min(4, 3) = 3.
-    let mut scaled = app(&env, "hello", &["web"]);
+    let mut scaled = service(app(&env, "hello", &["web"]));
     scaled["spec"]["services"][0]["scaling"] = json!({"minReplicas": 3, "maxReplicas": 6});
     env.apply_app(&scaled).await.unwrap();
     let handed = wait_for(timeout, || async {
@@ -504,7 +509,7 @@ async fn switching_to_autoscaling_and_back_never_scales_below_the_bound() {
         .unwrap();
 
     // Back to fixed 2: exactly 2.
-    let mut fixed2 = app(&env, "hello", &["web"]);
+    let mut fixed2 = service(app(&env, "hello", &["web"]));
     fixed2["spec"]["services"][0]["replicas"] = json!(2);
     env.apply_app(&fixed2).await.unwrap();
     wait_for(timeout, || async {
