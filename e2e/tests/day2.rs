@@ -377,7 +377,7 @@ async fn a_route_survives_its_api_flapping_out_of_discovery() {
             .await
             .unwrap()
     {
-        env.install_upstream_crd("gateway.networking.k8s.io_httproutes.yaml")
+        env.install_third_party_crd(e2e::harness::HTTP_ROUTES_CRD)
             .await
             .unwrap();
     }

@@ -11,9 +11,9 @@ use kube::{
 use super::{
     Context,
     apply::{self, Applied},
+    credentials,
     error::{Error, ErrorCategory, Result, Retry},
-    credentials, events,
-    handover,
+    events, handover,
     held::Held,
     prune::{self, Pruned},
     status,

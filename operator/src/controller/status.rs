@@ -13,8 +13,8 @@ use kube::{
 
 use super::{
     Context, FIELD_MANAGER,
-    held::{self, Held},
     error::{Error, Result},
+    held::{self, Held},
     watch::{Observed, Workload},
 };
 use crate::{
@@ -262,7 +262,12 @@ fn set_failed(c: &mut Conditions<'_>, e: &Error) {
 fn set_held(c: &mut Conditions<'_>, rollup: &RollUp, reason: &str, msg: String) {
     c.set(READY, false, reason, msg.clone());
     let rolling = !rollup.waiting().is_empty();
-    c.set(PROGRESSING, rolling, reason, "every other child is applied".into());
+    c.set(
+        PROGRESSING,
+        rolling,
+        reason,
+        "every other child is applied".into(),
+    );
     c.set(DEGRADED, true, reason, msg);
 }
 
