@@ -37,6 +37,9 @@ pub struct Faults {
     errors: AtomicU64,
     conflicts: AtomicU64,
     dropped_watches: AtomicU64,
+    /// An API group whose discovery answers 404, as when an aggregated API or a CRD's group is
+    /// briefly not served.
+    undiscovered: std::sync::Mutex<Option<String>>,
 }
 
 /// How many faults were injected, by kind.
@@ -81,6 +84,30 @@ impl Faults {
         self.set_error_rate(0.0);
         self.set_apply_conflict_rate(0.0);
         self.set_watch_drop_after(None);
+    }
+
+    /// Answer discovery of API group `group` (`GET /apis/<group>` and `/apis/<group>/<version>`)
+    /// with 404 until called again with `None`; its objects stay served.
+    pub fn set_undiscovered(&self, group: Option<&str>) {
+        *self.undiscovered.lock().expect("lock") = group.map(str::to_string);
+    }
+
+    /// A 404 for a discovery request of the undiscovered group.
+    fn undiscovered_answer<B>(&self, req: &Request<B>) -> Option<ApiError> {
+        let group = self.undiscovered.lock().expect("lock").clone()?;
+        let path = req.uri().path().strip_prefix("/apis/")?;
+        let mut parts = path.trim_end_matches('/').split('/');
+        let discovery = req.method() == Method::GET
+            && parts.next() == Some(group.as_str())
+            && parts.nth(1).is_none();
+        discovery.then(|| {
+            ApiError::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                None,
+            )
+        })
     }
 
     /// The faults injected so far.
@@ -203,6 +230,9 @@ where
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
+        if let Some(e) = self.faults.undiscovered_answer(&req) {
+            return Box::pin(std::future::ready(Ok(error_answer(&e))));
+        }
         let injected = match (watch, apply) {
             (true, _) => None,
             (false, true) => self

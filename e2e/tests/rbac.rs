@@ -54,6 +54,8 @@ async fn the_operator_uses_exactly_what_rbac_grants() {
     });
     // A lifecycle: create, drift, a change, prune, an invalid edit, deletion.
     let mut app = env.sample("shop.yaml").unwrap();
+    // The cache goes with its data: its Secret is owned, and pruned when the cache is removed.
+    app["spec"]["databases"][1]["deletionPolicy"] = json!("Delete");
     env.apply_app(&app).await.unwrap();
     env.wait_condition("shop", "Ready", "True", converge_timeout(false))
         .await
@@ -138,13 +140,24 @@ async fn the_operator_uses_exactly_what_rbac_grants() {
     env.wait_condition("shop", "Ready", "False", converge_timeout(false))
         .await
         .unwrap();
-    // A database Secret deleted by hand is recreated (get, then create).
-    env.dynamic("", "v1", "Secret", "secrets")
+    // A database Secret deleted by hand while its data is there is reported, not regenerated
+    // (the claim is read); restored by the user, the stack is Ready again.
+    let secrets = env.dynamic("", "v1", "Secret", "secrets");
+    let mut kept = secrets.get("shop-orders-db-credentials").await.unwrap();
+    secrets
         .delete("shop-orders-db-credentials", &DeleteParams::default())
         .await
         .unwrap();
     app["spec"]["services"][0]["probes"]["readiness"]["httpGet"]["port"] = json!("http");
     env.apply_app(&app).await.unwrap();
+    env.wait_condition("shop", "Degraded", "True", converge_timeout(false))
+        .await
+        .unwrap();
+    kept.metadata.resource_version = None;
+    kept.metadata.uid = None;
+    kept.metadata.creation_timestamp = None;
+    kept.metadata.managed_fields = None;
+    secrets.create(&Default::default(), &kept).await.unwrap();
     env.wait_condition("shop", "Ready", "True", converge_timeout(false))
         .await
         .unwrap();

@@ -32,21 +32,22 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Write {
     /// Server-side apply with the `keelson` field manager, forced, on every change (RBAC verbs:
-    /// create, delete, list, patch, watch).
+    /// create, delete, get, list, patch, watch).
     Apply,
-    /// Created when missing, never written again (RBAC verbs: create, delete, list, watch), e.g.
+    /// Created when missing, never written again (RBAC verbs: create, delete, get, list, watch), e.g.
     /// credentials that must survive any change of the spec.
     CreateOnly,
 }
 
 impl Write {
     /// The RBAC verbs the controller needs on a kind written this way: its writes, its watch
-    /// (list, watch) and its prune (delete). An apply that creates its object is authorized as a
-    /// create.
+    /// (list, watch), its prune (delete), and the read of a name the watch does not know before
+    /// its first write (get; the ownership check). An apply that creates its object is
+    /// authorized as a create.
     pub const fn verbs(self) -> &'static [&'static str] {
         match self {
-            Write::Apply => &["create", "delete", "list", "patch", "watch"],
-            Write::CreateOnly => &["create", "delete", "list", "watch"],
+            Write::Apply => &["create", "delete", "get", "list", "patch", "watch"],
+            Write::CreateOnly => &["create", "delete", "get", "list", "watch"],
         }
     }
 }
@@ -179,6 +180,7 @@ impl Child for StatefulSet {
             updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
             available: st.and_then(|s| s.available_replicas).unwrap_or(0),
             terminating: 0,
+            applies_replicas: crate::controller::handover::applies_replicas(&self.metadata),
             flag: if revision_pending {
                 WorkloadFlag::RevisionPending
             } else {
@@ -210,6 +212,7 @@ impl Child for Deployment {
             updated: st.and_then(|s| s.updated_replicas).unwrap_or(0),
             available: st.and_then(|s| s.available_replicas).unwrap_or(0),
             terminating: st.and_then(|s| s.terminating_replicas).unwrap_or(0),
+            applies_replicas: crate::controller::handover::applies_replicas(&self.metadata),
             flag: if deadline_exceeded {
                 WorkloadFlag::DeadlineExceeded
             } else {

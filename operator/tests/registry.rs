@@ -76,8 +76,8 @@ async fn every_registered_kind_is_pruned_when_no_longer_wanted() {
         meta["name"] = json!("shop-stale");
         meta["namespace"] = json!("shop");
         meta["labels"]["keelson.dev/application"] = json!("shop");
-        meta["ownerReferences"][0]["name"] = json!("shop");
-        meta["ownerReferences"][0]["uid"] = json!(UID);
+        meta["ownerReferences"] = json!([{"apiVersion": "keelson.dev/v1alpha1",
+            "kind": "Application", "name": "shop", "uid": UID, "controller": true}]);
         objects.push(stale);
     }
     h.preload(&objects);
@@ -153,6 +153,7 @@ fn rbac_grants_exactly_the_registered_kinds_verbs() {
                 "applications/status",
                 "events",
                 "leases",
+                "persistentvolumeclaims",
                 "pods",
             ]
             .contains(&r.resources[0].as_str())

@@ -75,7 +75,8 @@ pub fn database_name(db: &DatabaseModel) -> String {
 }
 
 /// The Secret with the database's connection details, for a database whose Secret does not
-/// exist yet. Keys: `host`, `port`, `username`, `password`, `database`, `url` (redis: no
+/// exist yet. Owned by the Application only with `deletionPolicy: Delete`; a retained database's
+/// Secret outlives its Application, like its volume. Keys: `host`, `port`, `username`, `password`, `database`, `url` (redis: no
 /// username or database), and `root-password` for mysql.
 pub fn secret(ctx: &Ctx, db: &DatabaseModel, creds: &Credentials) -> Secret {
     let host = format!("{}.{}.svc", db.object_name, ctx.model.namespace);
@@ -100,8 +101,14 @@ pub fn secret(ctx: &Ctx, db: &DatabaseModel, creds: &Credentials) -> Secret {
     if db.spec.engine == Engine::Mysql {
         data.insert("root-password".into(), creds.admin_password.clone());
     }
+    let mut metadata = ctx.meta(&db.secret_name, &db.spec.name, labels::Role::Database);
+    if !db.delete_volume {
+        // Retained with the volume: no owner, so neither prune nor the garbage collector
+        // removes it while the data it opens may still exist.
+        metadata.owner_references = None;
+    }
     Secret {
-        metadata: ctx.meta(&db.secret_name, &db.spec.name, labels::Role::Database),
+        metadata,
         type_: Some("Opaque".into()),
         string_data: Some(data),
         ..Secret::default()

@@ -12,6 +12,10 @@ use crate::api::Model;
 
 /// The label that names the Application a child belongs to.
 pub const APPLICATION_LABEL: &str = "keelson.dev/application";
+/// The annotation that lets an Application take over an existing object of the same name that
+/// nothing controls: its value is the Application's name (`keelson.dev/adopt: shop`). Without
+/// it, Keelson never writes an object it does not control.
+pub const ADOPT_ANNOTATION: &str = "keelson.dev/adopt";
 /// The standard label that says Keelson manages a child.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The value of [`MANAGED_BY_LABEL`].

@@ -110,7 +110,7 @@ impl ApplyCache {
 }
 
 /// What applying one child changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// Nothing: skipped, or the API server found nothing to change.
     None,
@@ -120,6 +120,8 @@ pub enum Change {
     Updated,
     /// Someone else changed or deleted the child; it was restored.
     Repaired,
+    /// An object of that name exists that this Application does not control: left alone.
+    Conflict(Box<super::ownership::Conflict>),
 }
 
 /// What one pass of apply did.
@@ -131,6 +133,8 @@ pub struct Report {
     pub updated: Vec<String>,
     /// Children restored after someone else changed or deleted them.
     pub repaired: Vec<String>,
+    /// Objects left alone because this Application does not control them.
+    pub conflicts: Vec<super::ownership::Conflict>,
     /// Names applied (or kept), per kind: what prune must leave alone.
     pub desired: BTreeMap<&'static str, BTreeSet<String>>,
 }
@@ -151,6 +155,10 @@ impl Report {
             Change::Created => &mut self.created,
             Change::Updated => &mut self.updated,
             Change::Repaired => &mut self.repaired,
+            Change::Conflict(c) => {
+                self.conflicts.push(*c);
+                return;
+            }
         };
         list.push(format!("{kind}/{name}"));
     }
@@ -160,17 +168,34 @@ impl Report {
 pub struct Applier<'a> {
     ctx: &'a Context,
     app_uid: &'a str,
+    app_name: &'a str,
     namespace: &'a str,
 }
 
 impl<'a> Applier<'a> {
-    /// An applier for the Application with `app_uid` in `namespace`.
-    pub fn new(ctx: &'a Context, app_uid: &'a str, namespace: &'a str) -> Self {
+    /// An applier for the Application `app_name` with `app_uid` in `namespace`.
+    pub fn new(ctx: &'a Context, app_uid: &'a str, app_name: &'a str, namespace: &'a str) -> Self {
         Applier {
             ctx,
             app_uid,
+            app_name,
             namespace,
         }
+    }
+
+    /// The Application's uid.
+    pub fn app_uid(&self) -> &'a str {
+        self.app_uid
+    }
+
+    /// The Application's name.
+    pub fn app_name(&self) -> &'a str {
+        self.app_name
+    }
+
+    /// The Application's namespace.
+    pub fn namespace(&self) -> &'a str {
+        self.namespace
     }
 
     /// The shared context.
@@ -290,10 +315,18 @@ fn apply_job<'a, K: Registered>(
     stores: &'a KindStores<K>,
 ) -> ApplyJob<'a> {
     Box::pin(async move {
-        let result = match (K::WRITE, desired.object()) {
-            (_, None) => Ok(Change::None),
-            (Write::Apply, Some(obj)) => a.apply(obj, stores).await,
-            (Write::CreateOnly, Some(obj)) => a.create(obj).await,
+        use super::ownership::Claim;
+        // Only what this Application controls is written (see `ownership`).
+        let result = match (
+            K::WRITE,
+            desired.object(),
+            a.claim(desired.name(), stores).await,
+        ) {
+            (_, _, Err(e)) => Err(e),
+            (_, _, Ok(Claim::Conflict(c))) => Ok(Change::Conflict(Box::new(c))),
+            (_, None, Ok(Claim::Write)) => Ok(Change::None),
+            (Write::Apply, Some(obj), _) => a.apply(obj, stores).await,
+            (Write::CreateOnly, Some(obj), _) => a.create(obj).await,
         };
         (kind_name::<K>(), desired.name().to_string(), result)
     })

@@ -162,6 +162,18 @@ pub enum Error {
         #[source]
         source: ApiError,
     },
+    /// A read of one object: a child's name the watch does not know (the ownership check), or a
+    /// database's volume claim.
+    #[error("could not read {kind} {name}: {source}")]
+    Read {
+        /// The object's kind.
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+        /// The answer.
+        #[source]
+        source: ApiError,
+    },
     /// The write of the Application's status.
     #[error("could not write the Application's status: {source}")]
     Status {
@@ -190,6 +202,7 @@ impl Error {
             Error::Apply { source, .. }
             | Error::Create { source, .. }
             | Error::Prune { source, .. }
+            | Error::Read { source, .. }
             | Error::Status { source }
             | Error::Discovery { source, .. } => source,
         }
@@ -221,7 +234,9 @@ impl Error {
         match self {
             Error::Apply { .. } | Error::Create { .. } => "ApplyFailed",
             Error::Prune { .. } => "PruneFailed",
-            Error::Status { .. } | Error::Discovery { .. } => "ReconcileFailed",
+            Error::Read { .. } | Error::Status { .. } | Error::Discovery { .. } => {
+                "ReconcileFailed"
+            }
         }
     }
 
@@ -230,6 +245,7 @@ impl Error {
         match self {
             Error::Apply { .. } | Error::Create { .. } => "Apply",
             Error::Prune { .. } => "Prune",
+            Error::Read { .. } => "Fetch",
             Error::Status { .. } => "Status",
             Error::Discovery { .. } => "Discover",
         }

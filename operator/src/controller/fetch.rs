@@ -1,17 +1,11 @@
 //! Fetch: what a reconcile needs from the cluster besides the Application: which optional APIs
-//! are served, and which databases still lack their credentials Secret.
-
-use std::collections::BTreeMap;
+//! are served (the databases' credentials: [`super::credentials`]).
 
 use kube::{Client, discovery};
 
-use super::{
-    Context,
-    error::{Error, Result, is_not_found},
-};
+use super::error::{Error, Result, is_not_found};
 use crate::{
-    api::Model,
-    build::{ApiCapabilities, Credentials, OptionalApi},
+    build::{ApiCapabilities, OptionalApi},
     kinds::{self, KindVisitor, Registered},
 };
 
@@ -48,22 +42,4 @@ async fn serves<K: kube::Resource<DynamicType = ()>>(client: &Client) -> Result<
             source: e.into(),
         }),
     }
-}
-
-/// Fresh credentials for every database of `model` whose Secret the watch has not seen. The
-/// Secret is then created, never replaced: when it exists after all (made by hand without
-/// Keelson's labels, or not seen yet), the create is refused and the fresh credentials are
-/// dropped, so a Secret that exists, whoever made it, keeps its credentials.
-pub fn missing_credentials(ctx: &Context, model: &Model) -> BTreeMap<String, Credentials> {
-    model
-        .databases
-        .iter()
-        .filter(|db| {
-            ctx.stores
-                .secrets
-                .get(&model.namespace, &db.secret_name)
-                .is_none()
-        })
-        .map(|db| (db.spec.name.clone(), Credentials::generate()))
-        .collect()
 }

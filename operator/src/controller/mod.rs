@@ -8,9 +8,13 @@
 //! discovery, the sweep of forgotten Applications) is in [`crate::runtime::controllers`].
 
 pub mod apply;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod fetch;
+pub mod handover;
+pub mod held;
+pub mod ownership;
 pub mod pods;
 pub mod prune;
 pub mod rbac;

@@ -2,7 +2,11 @@
 //! chart grants these and nothing else (its tests compare the two), and the e2e suite checks
 //! every request the operator makes against them.
 
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod, events::v1::Event};
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{PersistentVolumeClaim, Pod},
+    events::v1::Event,
+};
 use kube::Resource;
 use serde::Serialize;
 
@@ -39,6 +43,9 @@ pub const EVENT_VERBS: &[&str] = &["create", "patch"];
 /// Verbs on Pods: listed by a workload's selector while it is not ready, to say why
 /// (see [`super::pods`]); never watched, never written.
 pub const POD_VERBS: &[&str] = &["list"];
+/// Verbs on PersistentVolumeClaims: a database's claim is read to tell whether its data exists
+/// when its credentials Secret is missing.
+pub const CLAIM_VERBS: &[&str] = &["get"];
 /// Verbs on the leader-election Lease.
 pub const LEASE_VERBS: &[&str] = &["create", "get", "patch"];
 
@@ -74,6 +81,10 @@ pub fn rules_with_place() -> Vec<(Rule, Place)> {
         ),
         (rule::<Event>(None, EVENT_VERBS), Place::Watched),
         (rule::<Pod>(None, POD_VERBS), Place::Watched),
+        (
+            rule::<PersistentVolumeClaim>(None, CLAIM_VERBS),
+            Place::Watched,
+        ),
         (rule::<Lease>(None, LEASE_VERBS), Place::LeaseNamespace),
     ];
     out.extend(children.0);

@@ -1,21 +1,24 @@
 //! One reconcile of one Application, as its named steps: fetch, validate, build, apply, prune,
 //! status; and the error policy that decides how a failed reconcile is retried.
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use kube::{ResourceExt, runtime::controller::Action};
 
 use super::{
     Context,
     apply::{self, Applied},
+    credentials,
     error::{Error, ErrorCategory, Result, Retry},
-    events, fetch, pods,
+    events, handover,
+    held::Held,
+    pods,
     prune::{self, Pruned},
     status,
 };
 use crate::{
     api::{Application, InvalidSpec, Model, validate},
-    build::{self, ApiCapabilities, Children, Credentials},
+    build::{self, ApiCapabilities, Children},
     runtime::metrics::ResultLabel,
 };
 
@@ -31,7 +34,14 @@ pub enum Outcome {
     InvalidSpec,
     /// The Application is being deleted: the garbage collector removes its children.
     Deleting,
+    /// Every child was applied but some held back on purpose (a name conflict, missing
+    /// credentials), reported in status.
+    Held,
 }
+
+/// How soon an Application with held-back children is reconciled again: what holds a child
+/// back may be an object no watch sees (made by hand, then annotated for adoption).
+pub const HELD_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Outcome {
     /// The `result` label of `keelson_reconciles_total`.
@@ -39,6 +49,7 @@ impl Outcome {
         match self {
             Outcome::Applied | Outcome::RollingOut | Outcome::Deleting => "success",
             Outcome::InvalidSpec => "invalid_spec",
+            Outcome::Held => "held",
         }
     }
 }
@@ -68,6 +79,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         Outcome::InvalidSpec => Action::await_change(),
         Outcome::Applied | Outcome::Deleting => Action::requeue(ctx.config.resync),
         Outcome::RollingOut => Action::requeue(pods::TTL.min(ctx.config.resync)),
+        Outcome::Held => Action::requeue(HELD_RECHECK.min(ctx.config.resync)),
     })
 }
 
@@ -84,19 +96,32 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
             return Ok(Outcome::InvalidSpec);
         }
     };
-    let fetched = fetch_inputs(ctx, &model);
+    let fetched = fetch_inputs(ctx, &model).await?;
     let children = build_children(app, &model, &fetched);
     let target = Target::of(app);
-    let applier = apply::Applier::new(ctx, &target.uid, &target.namespace);
-    let applied = apply::apply_all(&applier, &children).await;
+    let applier = apply::Applier::new(ctx, &target.uid, &target.name, &target.namespace);
+    handover::hand_over(ctx, &model).await?;
+    let mut applied = apply::apply_all(&applier, &children).await;
+    fetched.credentials.keep(&mut applied.report);
+    let held = held_back(&applied, &fetched);
     let pruned = prune_unwanted(ctx, &target, &children, &applied).await;
     let rolling_out = pods::inspect(ctx, app, &model).await;
-    report(ctx, app, &model, &children, applied, pruned).await?;
-    Ok(if rolling_out {
+    report(ctx, app, &model, &children, &held, applied, pruned).await?;
+    Ok(if !held.is_empty() {
+        Outcome::Held
+    } else if rolling_out {
         Outcome::RollingOut
     } else {
         Outcome::Applied
     })
+}
+
+/// The children held back this pass: name conflicts, then databases missing their credentials.
+fn held_back(applied: &Applied, fetched: &Fetched) -> Vec<Held> {
+    let conflicts = applied.report.conflicts.iter().map(Held::from);
+    conflicts
+        .chain(fetched.credentials.held.iter().cloned())
+        .collect()
 }
 
 fn uid(app: &Application) -> String {
@@ -106,6 +131,7 @@ fn uid(app: &Application) -> String {
 /// The Application whose children a pass writes.
 struct Target {
     uid: String,
+    name: String,
     namespace: String,
 }
 
@@ -113,6 +139,7 @@ impl Target {
     fn of(app: &Application) -> Self {
         Target {
             uid: uid(app),
+            name: app.name_any(),
             namespace: app.namespace().unwrap_or_default(),
         }
     }
@@ -149,22 +176,24 @@ async fn report_invalid(ctx: &Context, app: &Application, invalid: &InvalidSpec)
 /// What build needs from the cluster besides the model.
 struct Fetched {
     caps: ApiCapabilities,
-    new_credentials: BTreeMap<String, Credentials>,
+    credentials: credentials::Plan,
 }
 
-/// fetch: the optional APIs served, and fresh credentials for the databases whose Secret does
-/// not exist (both from memory: discovery and the watches keep them).
-fn fetch_inputs(ctx: &Context, model: &Model) -> Fetched {
-    Fetched {
+/// fetch: the optional APIs served (from memory: discovery keeps them), and what to do about the
+/// databases' credentials (see [`credentials::plan`]).
+async fn fetch_inputs(ctx: &Context, model: &Model) -> Result<Fetched> {
+    Ok(Fetched {
         caps: ctx.caps(),
-        new_credentials: fetch::missing_credentials(ctx, model),
-    }
+        credentials: credentials::plan(ctx, model).await?,
+    })
 }
 
-/// build: every desired child (pure).
+/// build: every desired child (pure), less the databases held back for missing credentials.
 fn build_children(app: &Application, model: &Model, fetched: &Fetched) -> Children {
     let owner = build::labels::owner_reference(&app.name_any(), &uid(app));
-    build::build(model, &owner, fetched.caps, &fetched.new_credentials)
+    let mut children = build::build(model, &owner, fetched.caps, &fetched.credentials.new);
+    fetched.credentials.hold(&mut children);
+    children
 }
 
 /// prune: only after a complete apply, so a failed apply never deletes anything.
@@ -193,6 +222,7 @@ async fn report(
     app: &Application,
     model: &Model,
     children: &Children,
+    held: &[Held],
     applied: Applied,
     pruned: Pruned,
 ) -> Result<()> {
@@ -200,16 +230,28 @@ async fn report(
     let result = pruned.result;
     let skipped = &children.skipped;
     let outcome = match &result {
-        Ok(()) => status::Outcome::Applied { model, skipped },
+        Ok(()) => status::Outcome::Applied {
+            model,
+            skipped,
+            held,
+        },
         Err(error) => status::Outcome::Failed {
             model,
             skipped,
+            held,
             error,
         },
     };
     let st = status::compute(ctx, app, &outcome, status::now());
     let announce = events::announce(ctx, app, &applied.report, &pruned.pruned);
     let ((), wrote) = futures::join!(announce, status::write(ctx, app, st));
+    if matches!(wrote, Ok(true)) {
+        // Once per change of status, not every pass.
+        for h in held {
+            let note = h.to_string();
+            events::warn(ctx, app, h.reason, "Apply", note).await;
+        }
+    }
     if let Err(e) = &result {
         let note = e.to_string();
         let (reason, action) = (e.reason(), e.action());

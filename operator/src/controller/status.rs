@@ -15,6 +15,7 @@ use super::{
     Context, FIELD_MANAGER,
     error::{Error, Result},
     events::Note,
+    held::{self, Held},
     rollout::{self, Progress, Rollout},
 };
 use crate::{
@@ -51,6 +52,8 @@ pub enum Outcome<'a> {
         model: &'a Model,
         /// Children left out because their API is not served.
         skipped: &'a [Skipped],
+        /// Children held back on purpose.
+        held: &'a [Held],
     },
     /// Applying failed part-way.
     Failed {
@@ -58,6 +61,8 @@ pub enum Outcome<'a> {
         model: &'a Model,
         /// Children left out because their API is not served.
         skipped: &'a [Skipped],
+        /// Children held back on purpose.
+        held: &'a [Held],
         /// The error.
         error: &'a Error,
     },
@@ -110,19 +115,25 @@ pub fn compute(
         now,
         out: Vec::new(),
     };
-    let (model, skipped, error) = match outcome {
+    let (model, skipped, held, error) = match outcome {
         Outcome::Invalid(invalid) => return invalid_status(c, app, invalid, old.clone()),
-        Outcome::Applied { model, skipped } => (*model, *skipped, None),
+        Outcome::Applied {
+            model,
+            skipped,
+            held,
+        } => (*model, *skipped, *held, None),
         Outcome::Failed {
             model,
             skipped,
+            held,
             error,
-        } => (*model, *skipped, Some(*error)),
+        } => (*model, *skipped, *held, Some(*error)),
     };
     let rollup = RollUp::observe(ctx, model, skipped);
-    match error {
-        Some(e) => set_failed(&mut c, e),
-        None => set_progress(&mut c, &rollup),
+    match (error, held::summary(held)) {
+        (Some(e), _) => set_failed(&mut c, e),
+        (None, Some((reason, msg))) => set_held(&mut c, &rollup, reason, msg),
+        (None, None) => set_progress(&mut c, &rollup),
     }
     set_apis_available(&mut c, skipped);
     c.out.sort_by(|a, b| a.type_.cmp(&b.type_));
@@ -216,6 +227,20 @@ fn set_failed(c: &mut Conditions<'_>, e: &Error) {
         c.set(PROGRESSING, true, reason, "retrying the apply".into());
     }
     c.set(DEGRADED, true, reason, format!("{e}; {next}"));
+}
+
+/// Ready, Progressing and Degraded when children were held back on purpose (a name conflict,
+/// missing credentials): not Ready, Degraded with the reason; every other child was applied.
+fn set_held(c: &mut Conditions<'_>, rollup: &RollUp, reason: &str, msg: String) {
+    c.set(READY, false, reason, msg.clone());
+    let rolling = !rollup.workloads.waiting.is_empty();
+    c.set(
+        PROGRESSING,
+        rolling,
+        reason,
+        "every other child is applied".into(),
+    );
+    c.set(DEGRADED, true, reason, msg);
 }
 
 /// Ready, Progressing and Degraded after a complete apply: the workloads' roll-out; a

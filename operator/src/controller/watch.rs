@@ -85,6 +85,8 @@ pub struct Workload {
     /// A Deployment's `Progressing` condition is `False` with reason `ProgressDeadlineExceeded`;
     /// for a StatefulSet, `currentRevision` differs from `updateRevision`.
     pub flag: WorkloadFlag,
+    /// Whether Keelson's apply owns `spec.replicas` (see [`super::handover`]).
+    pub applies_replicas: bool,
 }
 
 /// The one fact about a workload's rollout that its counts do not show.
@@ -109,6 +111,21 @@ pub struct Owner {
     pub name: String,
 }
 
+/// What is known of a child that no Application controls (kept only for such children, so the
+/// common case costs one pointer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unowned {
+    /// Its controller owner reference as `Kind/name`, when something else controls it.
+    pub controller: Option<String>,
+    /// The value of its `keelson.dev/adopt` annotation: the Application allowed to take it over.
+    pub adopt: Option<String>,
+    /// The value of its `keelson.dev/application` label: the Application it was made for (a
+    /// retained credentials Secret keeps it after its owner went).
+    pub application: Option<String>,
+    /// Whether it carries `app.kubernetes.io/managed-by: keelson`.
+    pub keelson_made: bool,
+}
+
 /// What the controller remembers of one child.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -126,6 +143,8 @@ pub struct Observed {
     pub scale_to: Option<i32>,
     /// The controller owner, if it is an Application.
     pub owner: Option<Owner>,
+    /// Who controls it otherwise (`None` when an Application does).
+    pub unowned: Option<Box<Unowned>>,
 }
 
 fn hash_one(value: impl Hash) -> u64 {
@@ -181,6 +200,8 @@ pub fn hash_value<T: Serialize>(value: &T) -> u64 {
 impl Observed {
     /// What the metadata alone tells.
     pub fn of_meta(meta: &ObjectMeta) -> Self {
+        let owner = owner_of_meta(meta);
+        let unowned = owner.is_none().then(|| Box::new(unowned_of_meta(meta)));
         Observed {
             resource_version: meta.resource_version.clone(),
             generation: meta.generation,
@@ -188,7 +209,8 @@ impl Observed {
             spec: None,
             workload: None,
             scale_to: None,
-            owner: owner_of_meta(meta),
+            owner,
+            unowned,
         }
     }
 
@@ -222,6 +244,46 @@ impl Observed {
             || self.workload != new.workload
             || self.scale_to != new.scale_to
             || self.owner != new.owner
+            || self.unowned != new.unowned
+    }
+
+    /// The Application to wake when this child changes: its controller owner, or for a child
+    /// no Application controls, the Application its label names.
+    fn wakes(&self) -> Option<Owner> {
+        self.owner.clone().or_else(|| {
+            let name = self.unowned.as_ref()?.application.clone()?;
+            Some(Owner {
+                uid: String::new(),
+                name,
+            })
+        })
+    }
+}
+
+/// What [`Unowned`] keeps of `meta`: its controller owner reference, if any, its adoption
+/// annotation and its Application label.
+pub fn unowned_of_meta(meta: &ObjectMeta) -> Unowned {
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| format!("{}/{}", r.kind, r.name));
+    Unowned {
+        controller,
+        adopt: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(labels::ADOPT_ANNOTATION).cloned()),
+        application: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::APPLICATION_LABEL).cloned()),
+        keelson_made: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::MANAGED_BY_LABEL))
+            .is_some_and(|v| v == labels::MANAGED_BY),
     }
 }
 
@@ -502,17 +564,17 @@ fn replace_all(scope: &ScopeIndex, fresh: HashMap<Key, Observed>) -> Vec<(String
         .collect();
     for key in gone {
         if let Some(old) = index.remove(&key) {
-            touched.push((key.0, old.owner));
+            touched.push((key.0, old.wakes()));
         }
     }
     for (key, obs) in fresh {
         let ns = key.0.clone();
-        let owner = obs.owner.clone();
+        let owner = obs.wakes();
         let old = index.insert(key, obs.clone());
         if old.as_ref().is_none_or(|old| old.differs(&obs)) {
             touched.push((ns.clone(), owner.clone()));
         }
-        if let Some(old_owner) = old.and_then(|o| o.owner)
+        if let Some(old_owner) = old.and_then(|o| o.wakes())
             && Some(&old_owner) != owner.as_ref()
         {
             touched.push((ns, Some(old_owner)));
@@ -559,11 +621,11 @@ async fn follow<T, S>(
             Ok(watcher::Event::Apply(o)) => {
                 let (key, obs) = observe(o);
                 let ns = key.0.clone();
-                let owner = obs.owner.clone();
+                let owner = obs.wakes();
                 let old = scope.write().insert(key, obs.clone());
                 let changed = old.as_ref().is_none_or(|old| old.differs(&obs));
                 let old_owner = old
-                    .and_then(|o| o.owner)
+                    .and_then(|o| o.wakes())
                     .filter(|o| Some(o) != owner.as_ref());
                 (!changed || notify(&ns, owner.as_ref())) && notify(&ns, old_owner.as_ref())
             }
@@ -571,7 +633,7 @@ async fn follow<T, S>(
                 let (key, obs) = observe(o);
                 let ns = key.0.clone();
                 scope.write().remove(&key);
-                notify(&ns, obs.owner.as_ref())
+                notify(&ns, obs.wakes().as_ref())
             }
             Err(e) => {
                 let error = super::error::watch_failure(&e);

@@ -1,0 +1,534 @@
+//! Day-2 scenarios: what happens when a running Application changes, or meets objects it does not
+//! own. Each runs the real operator against the in-process API server, or a real cluster when
+//! `KEELSON_E2E_KUBECONFIG` / `KUBECONFIG` names one; each test has its own namespace.
+
+use std::{sync::Arc, time::Duration};
+
+use e2e::{
+    faults::Faults,
+    harness::{Env, EnvOptions, Operator, OperatorOptions, converge_timeout, wait_for},
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    ResourceExt,
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+const READY: &str = "Ready";
+
+/// The minimal sample renamed to `name`, with one service per name in `services`.
+fn app(env: &Env, name: &str, services: &[&str]) -> Value {
+    let mut app = env.sample("minimal.yaml").unwrap();
+    app["metadata"]["name"] = json!(name);
+    let template = app["spec"]["services"][0].clone();
+    app["spec"]["services"] = services
+        .iter()
+        .map(|s| {
+            let mut svc = template.clone();
+            svc["name"] = json!(s);
+            svc
+        })
+        .collect();
+    app
+}
+
+/// Wait until the Application's condition `type_` has `status` with `reason` for its current
+/// generation; returns the condition.
+async fn wait_reason(
+    env: &Env,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Condition {
+    let apps = env.apps();
+    let last = std::sync::Mutex::new(Vec::new());
+    let found = wait_for(timeout, || async {
+        let app = apps.get(name).await.ok()?;
+        let st = app.status?;
+        *last.lock().unwrap() = st.conditions.clone();
+        if st.observed_generation != app.metadata.generation {
+            return None;
+        }
+        st.conditions
+            .into_iter()
+            .find(|c| c.type_ == type_ && c.status == status && c.reason == reason)
+    })
+    .await;
+    match found {
+        Ok(c) => c,
+        Err(_) => panic!(
+            "Application {name} never had {type_}={status} ({reason}); last conditions: {:#?}",
+            last.lock().unwrap()
+        ),
+    }
+}
+
+fn services(env: &Env) -> kube::Api<DynamicObject> {
+    env.dynamic("", "v1", "Service", "services")
+}
+
+fn secrets(env: &Env) -> kube::Api<DynamicObject> {
+    env.dynamic("", "v1", "Secret", "secrets")
+}
+
+/// The controller owner reference of an object, as (kind, name).
+fn controller(o: &DynamicObject) -> Option<(String, String)> {
+    o.owner_references()
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| (r.kind.clone(), r.name.clone()))
+}
+
+/// The Warning Events about Application `app` with `reason`, as their notes.
+async fn warnings(env: &Env, app: &str, reason: &str) -> Vec<String> {
+    let events = env.dynamic("events.k8s.io", "v1", "Event", "events");
+    let Ok(list) = events.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
+    list.items
+        .into_iter()
+        .filter(|e| {
+            e.data["type"] == "Warning"
+                && e.data["reason"] == reason
+                && e.data["regarding"]["name"] == app
+                && e.data["regarding"]["kind"] == "Application"
+        })
+        .map(|e| e.data["note"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn start(env: &Env) -> Operator {
+    env.start_operator(OperatorOptions::default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colliding_applications_keep_their_own_objects() {
+    let env = Env::start("e2e-collide", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = start(&env).await;
+    let timeout = converge_timeout(env.real());
+    // `shop` with service `orders-api` and `shop-orders` with service `api` both want
+    // `shop-orders-api`.
+    env.apply_app(&app(&env, "shop", &["orders-api"]))
+        .await
+        .unwrap();
+    env.wait_condition("shop", READY, "True", timeout)
+        .await
+        .unwrap();
+    let before = services(&env).get("shop-orders-api").await.unwrap();
+    assert_eq!(
+        controller(&before),
+        Some(("Application".into(), "shop".into()))
+    );
+
+    env.apply_app(&app(&env, "shop-orders", &["api", "web"]))
+        .await
+        .unwrap();
+    let ready = wait_reason(&env, "shop-orders", READY, "False", "Conflict", timeout).await;
+    for expected in [
+        "Service shop-orders-api belongs to Application shop",
+        "Deployment shop-orders-api belongs to Application shop",
+    ] {
+        assert!(ready.message.contains(expected), "{}", ready.message);
+    }
+    wait_reason(&env, "shop-orders", "Degraded", "True", "Conflict", timeout).await;
+    // Every other child of the second Application converges.
+    let web = wait_for(timeout, || async {
+        env.dynamic("apps", "v1", "Deployment", "deployments")
+            .get_opt("shop-orders-web")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .expect("the second Application's other service is created");
+    assert_eq!(
+        controller(&web),
+        Some(("Application".into(), "shop-orders".into()))
+    );
+    let notes = wait_for(timeout, || async {
+        let n = warnings(&env, "shop-orders", "Conflict").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await
+    .expect("a Warning Event Conflict");
+    assert!(notes[0].contains("shop-orders-api"), "{notes:?}");
+
+    // The first Application keeps its objects, untouched.
+    let after = services(&env).get("shop-orders-api").await.unwrap();
+    assert_eq!(after.uid(), before.uid());
+    assert_eq!(after.owner_references(), before.owner_references());
+    assert_eq!(
+        after.data["spec"]["selector"],
+        before.data["spec"]["selector"]
+    );
+    let deployment = env
+        .dynamic("apps", "v1", "Deployment", "deployments")
+        .get("shop-orders-api")
+        .await
+        .unwrap();
+    assert_eq!(
+        controller(&deployment),
+        Some(("Application".into(), "shop".into()))
+    );
+    env.wait_condition("shop", READY, "True", timeout)
+        .await
+        .unwrap();
+
+    // Deleting the second Application takes only its own children.
+    env.apps()
+        .delete("shop-orders", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for(timeout, || async {
+        env.children("shop-orders")
+            .await
+            .ok()?
+            .is_empty()
+            .then_some(())
+    })
+    .await
+    .expect("the second Application's children are collected");
+    let still = services(&env).get("shop-orders-api").await.unwrap();
+    assert_eq!(still.uid(), before.uid());
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_made_by_hand_is_taken_over_only_when_annotated() {
+    let env = Env::start("e2e-adopt", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = start(&env).await;
+    let timeout = converge_timeout(env.real());
+    let by_hand: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hello-web", "namespace": env.namespace},
+        "spec": {"selector": {"made": "by-hand"}, "ports": [{"name": "http", "port": 8080}]},
+    }))
+    .unwrap();
+    let made = services(&env)
+        .create(&PostParams::default(), &by_hand)
+        .await
+        .unwrap();
+
+    env.apply_app(&app(&env, "hello", &["web"])).await.unwrap();
+    let ready = wait_reason(&env, "hello", READY, "False", "Conflict", timeout).await;
+    assert!(
+        ready
+            .message
+            .contains("Service hello-web exists and Keelson did not create it"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ready.message.contains("keelson.dev/adopt=hello"),
+        "{}",
+        ready.message
+    );
+    // The Deployment converges; the Service is left as it was made.
+    wait_for(timeout, || async {
+        env.dynamic("apps", "v1", "Deployment", "deployments")
+            .get_opt("hello-web")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .expect("the Deployment is created");
+    let untouched = services(&env).get("hello-web").await.unwrap();
+    assert_eq!(untouched.resource_version(), made.resource_version());
+    assert!(untouched.owner_references().is_empty());
+
+    // Asked explicitly: taken over.
+    services(&env)
+        .patch(
+            "hello-web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"keelson.dev/adopt": "hello"}}})),
+        )
+        .await
+        .unwrap();
+    // Nothing watches an unlabelled object: the Application rechecks held children soon.
+    env.wait_condition("hello", READY, "True", timeout + Duration::from_secs(30))
+        .await
+        .unwrap();
+    let adopted = services(&env).get("hello-web").await.unwrap();
+    assert_eq!(adopted.uid(), made.uid());
+    assert_eq!(
+        controller(&adopted),
+        Some(("Application".into(), "hello".into()))
+    );
+    assert_eq!(
+        adopted.data["spec"]["selector"]["app.kubernetes.io/name"],
+        "web"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// The credentials Secret `name`: (uid, password as stored).
+async fn credentials(env: &Env, name: &str) -> Option<(String, Value, DynamicObject)> {
+    let s = secrets(env).get_opt(name).await.ok()??;
+    Some((s.uid()?, s.data["data"]["password"].clone(), s))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_credentials_outlive_their_database_and_application() {
+    let env = Env::start("e2e-creds", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = start(&env).await;
+    let timeout = converge_timeout(env.real());
+    let without = app(&env, "hello", &["web"]);
+    let mut with = without.clone();
+    with["spec"]["databases"] = json!([{"name": "db", "engine": "postgres", "version": "16"}]);
+    env.apply_app(&with).await.unwrap();
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    let (uid, password, secret) = credentials(&env, "hello-db-credentials").await.unwrap();
+    assert!(password.is_string());
+    assert!(
+        secret.owner_references().is_empty(),
+        "a retained database's Secret has no owner"
+    );
+
+    // Removed from the spec: the StatefulSet goes, the Secret stays.
+    env.apply_app(&without).await.unwrap();
+    let sts = env.dynamic("apps", "v1", "StatefulSet", "statefulsets");
+    wait_for(timeout, || async {
+        sts.get_opt("hello-db").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .expect("the database's StatefulSet is pruned");
+    let (kept, kept_pw, _) = credentials(&env, "hello-db-credentials").await.unwrap();
+    assert_eq!((&kept, &kept_pw), (&uid, &password));
+
+    // Added back: the same password.
+    env.apply_app(&with).await.unwrap();
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    let (again, again_pw, _) = credentials(&env, "hello-db-credentials").await.unwrap();
+    assert_eq!((&again, &again_pw), (&uid, &password));
+
+    // The Application deleted and made again: the same password.
+    env.apps()
+        .delete("hello", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for(timeout, || async {
+        let left: Vec<String> = env.children("hello").await.ok()?.into_keys().collect();
+        (left == ["Secret/hello-db-credentials"]).then_some(())
+    })
+    .await
+    .expect("every child but the retained Secret is collected");
+    env.apply_app(&with).await.unwrap();
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    let (recreated, recreated_pw, _) = credentials(&env, "hello-db-credentials").await.unwrap();
+    assert_eq!((&recreated, &recreated_pw), (&uid, &password));
+
+    // The Secret deleted while the data is there: reported, no new password.
+    secrets(&env)
+        .delete("hello-db-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    let degraded = wait_reason(
+        &env,
+        "hello",
+        "Degraded",
+        "True",
+        "CredentialsMissing",
+        timeout,
+    )
+    .await;
+    assert!(
+        degraded.message.contains("hello-db-credentials")
+            && degraded.message.contains("data-hello-db-0"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        credentials(&env, "hello-db-credentials").await.is_none(),
+        "no Secret with a new password is made"
+    );
+    assert!(
+        sts.get_opt("hello-db").await.unwrap().is_some(),
+        "the database is left alone"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_survives_its_api_flapping_out_of_discovery() {
+    let mut env = Env::start("e2e-flap", EnvOptions::default()).await.unwrap();
+    if env.real()
+        && !env
+            .has_crd("httproutes.gateway.networking.k8s.io")
+            .await
+            .unwrap()
+    {
+        env.install_third_party_crd(e2e::harness::HTTP_ROUTES_CRD)
+            .await
+            .unwrap();
+    }
+    let faults = Arc::new(Faults::default());
+    let op = env.start_operator(OperatorOptions {
+        faults: Some(faults.clone()),
+        ..OperatorOptions::default()
+    });
+    let timeout = converge_timeout(env.real());
+    env.apply_app(&env.sample("httproute.yaml").unwrap())
+        .await
+        .unwrap();
+    env.wait_condition("blog", READY, "True", timeout)
+        .await
+        .unwrap();
+    let routes = env.dynamic("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes");
+    let route = routes.get("blog").await.unwrap();
+
+    // Discovery briefly says the Gateway API is not served (the operator rediscovers every
+    // second in tests): the route is set aside and reported, never pruned.
+    faults.set_undiscovered(Some("gateway.networking.k8s.io"));
+    wait_reason(
+        &env,
+        "blog",
+        "APIsAvailable",
+        "False",
+        "APINotServed",
+        timeout,
+    )
+    .await;
+    let during = routes.get("blog").await.unwrap();
+    assert_eq!(during.uid(), route.uid());
+    faults.set_undiscovered(None);
+    env.wait_condition("blog", "APIsAvailable", "True", timeout)
+        .await
+        .unwrap();
+    let after = routes.get("blog").await.unwrap();
+    assert_eq!(after.uid(), route.uid());
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// Whether Keelson's own apply still owns the Deployment's `spec.replicas`.
+fn keelson_owns_replicas(d: &DynamicObject) -> bool {
+    d.managed_fields().iter().any(|m| {
+        m.manager.as_deref() == Some("keelson")
+            && m.operation.as_deref() == Some("Apply")
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_autoscaling_and_back_never_scales_below_the_bound() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let env = Env::start("e2e-handover", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = start(&env).await;
+    let timeout = converge_timeout(env.real());
+    // Autoscaling on CPU needs a CPU request; the same in every phase, so only replicas change.
+    let service = |mut app: Value| {
+        app["spec"]["services"][0]["resources"] = json!({"requests": {"cpu": "50m"}});
+        app
+    };
+    let mut fixed = service(app(&env, "hello", &["web"]));
+    fixed["spec"]["services"][0]["replicas"] = json!(4);
+    env.apply_app(&fixed).await.unwrap();
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    let deployments = env.dynamic("apps", "v1", "Deployment", "deployments");
+    assert_eq!(
+        deployments.get("hello-web").await.unwrap().data["spec"]["replicas"],
+        4
+    );
+
+    // Every spec.replicas the Deployment shows from now on.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let record = seen.clone();
+    let watch = tokio::spawn(
+        watcher(deployments.clone(), watcher::Config::default())
+            .applied_objects()
+            .for_each(move |d| {
+                if let Ok(d) = d
+                    && d.name_any() == "hello-web"
+                {
+                    // An absent field is the default: 1.
+                    let n = d.data["spec"]["replicas"].as_i64().unwrap_or(1);
+                    record.lock().unwrap().push(n);
+                }
+                std::future::ready(())
+            }),
+    );
+    wait_for(timeout, || async {
+        (!seen.lock().unwrap().is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Fixed 4 -> autoscaled {3, 6}: never below min(4, 3) = 3.
+    let mut scaled = service(app(&env, "hello", &["web"]));
+    scaled["spec"]["services"][0]["scaling"] = json!({"minReplicas": 3, "maxReplicas": 6});
+    env.apply_app(&scaled).await.unwrap();
+    let handed = wait_for(timeout, || async {
+        let d = deployments.get("hello-web").await.ok()?;
+        let hpa = env
+            .dynamic(
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+            )
+            .get_opt("hello-web")
+            .await
+            .ok()??;
+        (!keelson_owns_replicas(&d)).then_some((d, hpa))
+    })
+    .await
+    .expect("Keelson lets go of spec.replicas and the HPA exists");
+    let (d, _) = handed;
+    let now = d.data["spec"]["replicas"].as_i64();
+    assert!(now.is_some_and(|n| n >= 3), "spec.replicas is {now:?}");
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+
+    // Back to fixed 2: exactly 2.
+    let mut fixed2 = service(app(&env, "hello", &["web"]));
+    fixed2["spec"]["services"][0]["replicas"] = json!(2);
+    env.apply_app(&fixed2).await.unwrap();
+    wait_for(timeout, || async {
+        let d = deployments.get("hello-web").await.ok()?;
+        (d.data["spec"]["replicas"] == 2 && keelson_owns_replicas(&d)).then_some(())
+    })
+    .await
+    .expect("fixed replicas set exactly 2");
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    let before_fixed2 = seen.iter().position(|n| *n == 2).unwrap_or(seen.len());
+    let low = seen[..before_fixed2].iter().min().copied();
+    assert!(
+        low.is_some_and(|n| n >= 3),
+        "while autoscaled, spec.replicas went to {low:?}: {seen:?}"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
