@@ -145,6 +145,7 @@ mod tests {
             available,
             terminating,
             flag: WorkloadFlag::None,
+            applies_replicas: false,
         }
     }
 
@@ -237,6 +238,7 @@ mod tests {
             available: 1,
             terminating: 0,
             flag: WorkloadFlag::RevisionPending,
+            applies_replicas: false,
         };
         let r = stateful_set(Some(&observed(2, w)));
         assert_eq!(r.progress, Progress::RollingOut("0 of 1 updated".into()));
