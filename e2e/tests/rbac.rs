@@ -10,14 +10,20 @@ use serde_json::json;
 
 /// A server-side apply that creates its object is authorized as `create` too, though the
 /// request is a PATCH.
+/// Grants this scenario does not exercise, each with the situation that needs it: pods are listed
+/// only while a workload stays unready past the grace period (`controller::pods`), and an Event is
+/// patched only when the very same note repeats (a series, `controller::events`).
+const NOT_EXERCISED_HERE: &[&str] = &["list pods", "patch events.k8s.io/events"];
+
 fn authorization_only(grant: &str) -> bool {
-    grant.starts_with("create ")
-        && ![
-            "create secrets",
-            "create events.k8s.io/events",
-            "create coordination.k8s.io/leases",
-        ]
-        .contains(&grant)
+    NOT_EXERCISED_HERE.contains(&grant)
+        || grant.starts_with("create ")
+            && ![
+                "create secrets",
+                "create events.k8s.io/events",
+                "create coordination.k8s.io/leases",
+            ]
+            .contains(&grant)
 }
 
 fn granted() -> BTreeSet<String> {

@@ -363,12 +363,17 @@ pub async fn apply_all(a: &Applier<'_>, c: &Children) -> Applied {
     };
     for_each_kind(&mut jobs);
     let mut results = futures::future::join_all(jobs.creates).await;
-    results.extend(
-        futures::stream::iter(jobs.applies)
-            .buffered(APPLY_PARALLELISM)
-            .collect::<Vec<_>>()
-            .await,
-    );
+    // Created-once children (credentials) come first and must exist before the rest: a database
+    // applied without its Secret would initialise its volume with a password nobody keeps. A
+    // failed create ends the pass (prune does not run on it); the retry applies everything.
+    if results.iter().all(|(_, _, r)| r.is_ok()) {
+        results.extend(
+            futures::stream::iter(jobs.applies)
+                .buffered(APPLY_PARALLELISM)
+                .collect::<Vec<_>>()
+                .await,
+        );
+    }
     let mut report = Report::default();
     let mut first: Option<Error> = None;
     for (kind, name, result) in results {
