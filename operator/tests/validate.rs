@@ -89,6 +89,12 @@ const CEL_RULES_TESTED: &[rules::CelRule] = &[
     rules::ROUTE_PATH_NORMALIZED,
     rules::PARENT_REFS_SECTION_WHEN_SHARED,
     rules::PARENT_REFS_UNIQUE,
+    // Transition rules need the old object: e2e/tests/day2.rs applies the changes they refuse
+    // against the API server (and `transition_rules_are_on_the_database_entries` below checks
+    // where they sit).
+    rules::ENGINE_UNCHANGED,
+    rules::STORAGE_CLASS_UNCHANGED,
+    rules::STORAGE_NOT_SHRUNK,
 ];
 
 fn collect_rules(schema: &Value, out: &mut BTreeSet<(String, String)>) {
@@ -2144,4 +2150,33 @@ mod parity {
             "{err}"
         );
     }
+}
+
+/// Transition rules run only where the API server can match a new value with its old one: on
+/// the entries of a `map` list keyed by `name`. Placed anywhere else they would never run.
+#[test]
+fn transition_rules_are_on_the_database_entries() {
+    let crd = serde_json::to_value(Application::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let databases = &spec["properties"]["databases"];
+    assert_eq!(databases["x-kubernetes-list-type"], "map");
+    assert_eq!(databases["x-kubernetes-list-map-keys"], serde_json::json!(["name"]));
+    let on_entries: BTreeSet<String> = databases["items"]["x-kubernetes-validations"]
+        .as_array()
+        .expect("rules on database entries")
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap().to_string())
+        .collect();
+    for rule in [
+        rules::ENGINE_UNCHANGED,
+        rules::STORAGE_CLASS_UNCHANGED,
+        rules::STORAGE_NOT_SHRUNK,
+    ] {
+        assert!(rule.0.contains("oldSelf"), "{} is a transition rule", rule.0);
+        assert!(on_entries.contains(rule.0), "{} is not on spec.databases[]", rule.0);
+    }
+    let mut all = BTreeSet::new();
+    collect_rules(&crd, &mut all);
+    let transition = all.iter().filter(|(r, _)| r.contains("oldSelf")).count();
+    assert_eq!(transition, 3, "a transition rule outside spec.databases[]");
 }

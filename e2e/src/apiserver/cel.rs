@@ -1,7 +1,9 @@
-//! `x-kubernetes-validations` rules of custom resources, evaluated with the `cel` crate.
-//! A rule that does not compile or evaluate here (Kubernetes-specific libraries, missing
-//! fields, ...) is skipped: the stand-in never rejects what a real server would accept
-//! because of its own limits.
+//! `x-kubernetes-validations` rules of custom resources, evaluated with the `cel` crate and the
+//! Kubernetes CEL libraries ported by `kube-cel` (quantity, IP, URL, regex, ...). Transition
+//! rules (`oldSelf`) run where a real API server correlates the old value: object properties,
+//! and the entries of `x-kubernetes-list-type: map` lists matched by their keys. A rule that
+//! does not compile or evaluate here is skipped: the stand-in never rejects what a real server
+//! would accept because of its own limits.
 
 use super::status::Cause;
 use cel::objects::{Key, Map};
@@ -16,7 +18,10 @@ thread_local! {
     static PROGRAMS: RefCell<HashMap<String, Option<Rc<Program>>>> = RefCell::new(HashMap::new());
     /// The standard functions, registered once: each evaluation adds its variables in a scope of
     /// its own on top.
-    static ROOT: Context<'static> = Context::default();
+    static ROOT: Context<'static> = {
+        use kube_cel::KubeCelExt;
+        Context::default().with_all()
+    };
 }
 
 fn program(rule: &str) -> Option<Rc<Program>> {
@@ -172,13 +177,39 @@ fn walk(v: &Value, old: Option<&Value>, s: &Value, path: &str, out: &mut Vec<Cau
         }
         Value::Array(items) => {
             if let Some(is) = s.get("items") {
+                let keys = map_list_keys(s);
                 for (i, it) in items.iter().enumerate() {
-                    walk(it, None, is, &format!("{path}[{i}]"), out);
+                    let old_item = keys
+                        .as_ref()
+                        .and_then(|k| old.and_then(|o| correlated(o, it, k)));
+                    walk(it, old_item, is, &format!("{path}[{i}]"), out);
                 }
             }
         }
         _ => {}
     }
+}
+
+/// The keys of a `x-kubernetes-list-type: map` list, whose entries a real API server matches
+/// with their old values for transition rules and ratcheting.
+fn map_list_keys(schema: &Value) -> Option<Vec<String>> {
+    if schema.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
+        return None;
+    }
+    let keys = schema.get("x-kubernetes-list-map-keys")?.as_array()?;
+    Some(
+        keys.iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// The entry of the old list with the same key values as `item`.
+fn correlated<'a>(old: &'a Value, item: &Value, keys: &[String]) -> Option<&'a Value> {
+    old.as_array()?
+        .iter()
+        .find(|o| keys.iter().all(|k| o.get(k) == item.get(k)))
 }
 
 #[cfg(test)]
@@ -221,5 +252,25 @@ mod tests {
         assert_eq!(causes.len(), 1);
         assert_eq!(causes[0].message, "Invalid value: too many");
         assert_eq!(validate(&status_write, None, &schema).len(), 1);
+    }
+
+    /// Entries of a map list meet their old values by key, whatever their position; a new
+    /// entry has none, so its transition rules do not run. Quantities compare by value.
+    #[test]
+    fn transition_rules_on_map_list_entries_with_quantities() {
+        let schema = json!({"type": "object", "properties": {"dbs": {"type": "array",
+            "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "x-kubernetes-validations": [
+                {"rule": "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
+                 "message": "cannot shrink", "fieldPath": ".size"}]}}}});
+        let old = json!({"dbs": [{"name": "a", "size": "2Gi"}, {"name": "b", "size": "1Gi"}]});
+        let grown = json!({"dbs": [{"name": "b", "size": "1025Mi"}, {"name": "a", "size": "2048Mi"},
+            {"name": "c", "size": "1Mi"}]});
+        assert!(validate(&grown, Some(&old), &schema).is_empty());
+        let shrunk = json!({"dbs": [{"name": "b", "size": "1Gi"}, {"name": "a", "size": "2000Mi"}]});
+        let causes = validate(&shrunk, Some(&old), &schema);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].field, "dbs[1].size");
+        assert_eq!(causes[0].message, "Invalid value: cannot shrink");
     }
 }

@@ -103,3 +103,27 @@ pub const PARENT_REFS_UNIQUE: CelRule = (
     "!has(self.parentRefs) || self.parentRefs.all(p1, self.parentRefs.exists_one(p2, p1.name == p2.name && (has(p1.__namespace__) ? p1.__namespace__ : '') == (has(p2.__namespace__) ? p2.__namespace__ : '') && (has(p1.sectionName) ? p1.sectionName : '') == (has(p2.sectionName) ? p2.sectionName : '')))",
     "spec.gateway.parentRefs lists the same Gateway and sectionName twice: list each Gateway listener once",
 );
+
+// Transition rules: checked by the API server when an existing database (an entry of the
+// `databases` map list, matched by `name`) changes. They need the old value, so neither
+// `keelson render` nor `validate` can check them; the controller refuses the same changes from
+// the live StatefulSet (see `controller::volumes`).
+
+/// On a database, when it changes: its engine stays (the data is in that engine's format).
+pub const ENGINE_UNCHANGED: CelRule = (
+    "self.engine == oldSelf.engine",
+    "spec.databases[].engine cannot change once the database exists: its data is in the old engine's format. Keep the engine, or add a database under a new name, move the data, then remove the old one",
+);
+
+/// On a database, when it changes: its StorageClass stays (a volume cannot move to another one).
+pub const STORAGE_CLASS_UNCHANGED: CelRule = (
+    "(has(self.storage) && has(self.storage.storageClassName) ? self.storage.storageClassName : '') == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName) ? oldSelf.storage.storageClassName : '')",
+    "spec.databases[].storage.storageClassName cannot change once the database exists: its volume cannot move to another StorageClass. Set it back, or add a database under a new name and move the data",
+);
+
+/// On a database, when it changes: its volume does not shrink (Kubernetes volume claims only
+/// grow). Uses the Kubernetes CEL quantity library; `1Gi` is the default size.
+pub const STORAGE_NOT_SHRUNK: CelRule = (
+    "!isQuantity(has(self.storage) && has(self.storage.size) ? self.storage.size : '1Gi') || !isQuantity(has(oldSelf.storage) && has(oldSelf.storage.size) ? oldSelf.storage.size : '1Gi') || quantity(has(self.storage) && has(self.storage.size) ? self.storage.size : '1Gi').compareTo(quantity(has(oldSelf.storage) && has(oldSelf.storage.size) ? oldSelf.storage.size : '1Gi')) >= 0",
+    "spec.databases[].storage.size cannot shrink: a volume claim can only grow. Keep the current size (or set a larger one), or add a database under a new name and move the data",
+);

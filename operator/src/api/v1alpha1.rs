@@ -535,13 +535,19 @@ pub struct MetricsSpec {
 /// with credentials generated once.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(rules::ENGINE_UNCHANGED.0).message(rules::ENGINE_UNCHANGED.1).field_path(".engine"),
+    validation = Rule::new(rules::STORAGE_CLASS_UNCHANGED.0).message(rules::STORAGE_CLASS_UNCHANGED.1).field_path(".storage.storageClassName"),
+    validation = Rule::new(rules::STORAGE_NOT_SHRUNK.0).message(rules::STORAGE_NOT_SHRUNK.1).field_path(".storage.size"),
+)]
 pub struct Database {
     /// The database's name, unique in the Application and distinct from every service name.
     /// Its objects are named `<application>-<name>`; its Secret `<application>-<name>-credentials`.
     #[schemars(length(min = 1, max = 40), regex(pattern = NAME_PATTERN))]
     pub name: String,
 
-    /// The database engine.
+    /// The database engine. Cannot change once the database exists (its data is in that
+    /// engine's format): the API server refuses the change.
     pub engine: Engine,
 
     /// The engine's major version, e.g. `16` for postgres, `8.4` for mysql, `7` for redis.
@@ -587,10 +593,15 @@ pub enum Engine {
 #[serde(rename_all = "camelCase")]
 pub struct Storage {
     /// The volume's size, e.g. `10Gi`: a quantity (see resources) of at least 1Mi. Default: `1Gi`.
+    /// It can grow: Keelson expands the volume claim (where its StorageClass allows volume
+    /// expansion; otherwise status says so) and replaces the StatefulSet without restarting its
+    /// pod. It cannot shrink: the API server refuses a smaller size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
     pub size: Option<String>,
-    /// The StorageClass: a DNS-1123 subdomain. Default: the cluster's default class.
+    /// The StorageClass: a DNS-1123 subdomain. Default: the cluster's default class. Cannot
+    /// change once the database exists (a volume cannot move to another class): the API server
+    /// refuses the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub storage_class_name: Option<String>,
