@@ -181,6 +181,7 @@ impl Child for StatefulSet {
             available: st.and_then(|s| s.available_replicas).unwrap_or(0),
             terminating: 0,
             applies_replicas: crate::controller::handover::applies_replicas(&self.metadata),
+            claims: crate::controller::volumes::claims_fingerprint(self),
             flag: if revision_pending {
                 WorkloadFlag::RevisionPending
             } else {
@@ -213,6 +214,7 @@ impl Child for Deployment {
             available: st.and_then(|s| s.available_replicas).unwrap_or(0),
             terminating: st.and_then(|s| s.terminating_replicas).unwrap_or(0),
             applies_replicas: crate::controller::handover::applies_replicas(&self.metadata),
+            claims: 0,
             flag: if deadline_exceeded {
                 WorkloadFlag::DeadlineExceeded
             } else {

@@ -2160,7 +2160,10 @@ fn transition_rules_are_on_the_database_entries() {
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let databases = &spec["properties"]["databases"];
     assert_eq!(databases["x-kubernetes-list-type"], "map");
-    assert_eq!(databases["x-kubernetes-list-map-keys"], serde_json::json!(["name"]));
+    assert_eq!(
+        databases["x-kubernetes-list-map-keys"],
+        serde_json::json!(["name"])
+    );
     let on_entries: BTreeSet<String> = databases["items"]["x-kubernetes-validations"]
         .as_array()
         .expect("rules on database entries")
@@ -2172,8 +2175,16 @@ fn transition_rules_are_on_the_database_entries() {
         rules::STORAGE_CLASS_UNCHANGED,
         rules::STORAGE_NOT_SHRUNK,
     ] {
-        assert!(rule.0.contains("oldSelf"), "{} is a transition rule", rule.0);
-        assert!(on_entries.contains(rule.0), "{} is not on spec.databases[]", rule.0);
+        assert!(
+            rule.0.contains("oldSelf"),
+            "{} is a transition rule",
+            rule.0
+        );
+        assert!(
+            on_entries.contains(rule.0),
+            "{} is not on spec.databases[]",
+            rule.0
+        );
     }
     let mut all = BTreeSet::new();
     collect_rules(&crd, &mut all);

@@ -87,10 +87,10 @@ release namespace. Keep in step with `keelson rbac`; charts/tests checks both.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["create", "delete", "get", "list", "watch"]
-# A database's volume claim: read when its credentials Secret is missing.
+# A database's volume claim: read when its credentials Secret is missing, patched to grow it.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get"]
+  verbs: ["get", "patch"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create", "delete", "get", "list", "patch", "watch"]

@@ -267,7 +267,8 @@ mod tests {
         let grown = json!({"dbs": [{"name": "b", "size": "1025Mi"}, {"name": "a", "size": "2048Mi"},
             {"name": "c", "size": "1Mi"}]});
         assert!(validate(&grown, Some(&old), &schema).is_empty());
-        let shrunk = json!({"dbs": [{"name": "b", "size": "1Gi"}, {"name": "a", "size": "2000Mi"}]});
+        let shrunk =
+            json!({"dbs": [{"name": "b", "size": "1Gi"}, {"name": "a", "size": "2000Mi"}]});
         let causes = validate(&shrunk, Some(&old), &schema);
         assert_eq!(causes.len(), 1, "{causes:?}");
         assert_eq!(causes[0].field, "dbs[1].size");

@@ -174,6 +174,19 @@ pub enum Error {
         #[source]
         source: ApiError,
     },
+    /// A step of growing a database's volume: expanding a claim, replacing its StatefulSet.
+    #[error("could not {action} {kind} {name} to grow a database's volume: {source}")]
+    Resize {
+        /// What was done: `expand` or `replace`.
+        action: &'static str,
+        /// The object's kind.
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+        /// The answer.
+        #[source]
+        source: ApiError,
+    },
     /// The write of the Application's status.
     #[error("could not write the Application's status: {source}")]
     Status {
@@ -203,6 +216,7 @@ impl Error {
             | Error::Create { source, .. }
             | Error::Prune { source, .. }
             | Error::Read { source, .. }
+            | Error::Resize { source, .. }
             | Error::Status { source }
             | Error::Discovery { source, .. } => source,
         }
@@ -234,6 +248,7 @@ impl Error {
         match self {
             Error::Apply { .. } | Error::Create { .. } => "ApplyFailed",
             Error::Prune { .. } => "PruneFailed",
+            Error::Resize { .. } => "ResizeFailed",
             Error::Read { .. } | Error::Status { .. } | Error::Discovery { .. } => {
                 "ReconcileFailed"
             }
@@ -246,6 +261,7 @@ impl Error {
             Error::Apply { .. } | Error::Create { .. } => "Apply",
             Error::Prune { .. } => "Prune",
             Error::Read { .. } => "Fetch",
+            Error::Resize { .. } => "Resize",
             Error::Status { .. } => "Status",
             Error::Discovery { .. } => "Discover",
         }

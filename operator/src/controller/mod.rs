@@ -21,6 +21,7 @@ pub mod rbac;
 pub mod reconcile;
 pub mod rollout;
 pub mod status;
+pub mod volumes;
 pub mod watch;
 
 use std::{

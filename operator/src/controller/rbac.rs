@@ -44,8 +44,8 @@ pub const EVENT_VERBS: &[&str] = &["create", "patch"];
 /// (see [`super::pods`]); never watched, never written.
 pub const POD_VERBS: &[&str] = &["list"];
 /// Verbs on PersistentVolumeClaims: a database's claim is read to tell whether its data exists
-/// when its credentials Secret is missing.
-pub const CLAIM_VERBS: &[&str] = &["get"];
+/// when its credentials Secret is missing, and patched to grow (see [`super::volumes`]).
+pub const CLAIM_VERBS: &[&str] = &["get", "patch"];
 /// Verbs on the leader-election Lease.
 pub const LEASE_VERBS: &[&str] = &["create", "get", "patch"];
 

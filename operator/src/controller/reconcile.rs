@@ -14,7 +14,7 @@ use super::{
     held::Held,
     pods,
     prune::{self, Pruned},
-    status,
+    status, volumes,
 };
 use crate::{
     api::{Application, InvalidSpec, Model, validate},
@@ -97,15 +97,17 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
         }
     };
     let fetched = fetch_inputs(ctx, &model).await?;
-    let children = build_children(app, &model, &fetched);
+    let mut children = build_children(app, &model, &fetched);
+    let volumes = grow_volumes(ctx, app, &model, &mut children).await?;
     let target = Target::of(app);
     let applier = apply::Applier::new(ctx, &target.uid, &target.name, &target.namespace);
     handover::hand_over(ctx, &model).await?;
     let mut applied = apply::apply_all(&applier, &children).await;
     fetched.credentials.keep(&mut applied.report);
-    let held = held_back(&applied, &fetched);
+    volumes.keep(&mut applied.report);
+    let held = held_back(&applied, &fetched, &volumes);
     let pruned = prune_unwanted(ctx, &target, &children, &applied).await;
-    let rolling_out = pods::inspect(ctx, app, &model).await;
+    let rolling_out = pods::inspect(ctx, app, &model).await || volumes.replacing;
     report(ctx, app, &model, &children, &held, applied, pruned).await?;
     Ok(if !held.is_empty() {
         Outcome::Held
@@ -116,12 +118,30 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
     })
 }
 
-/// The children held back this pass: name conflicts, then databases missing their credentials.
-fn held_back(applied: &Applied, fetched: &Fetched) -> Vec<Held> {
+/// The children held back this pass: name conflicts, databases missing their credentials, then
+/// volume changes refused.
+fn held_back(applied: &Applied, fetched: &Fetched, volumes: &volumes::Plan) -> Vec<Held> {
     let conflicts = applied.report.conflicts.iter().map(Held::from);
     conflicts
         .chain(fetched.credentials.held.iter().cloned())
+        .chain(volumes.held.iter().cloned())
         .collect()
+}
+
+/// Before apply: grow the databases' volumes whose size went up, holding back the StatefulSets
+/// being replaced or whose change is refused (see [`volumes`]).
+async fn grow_volumes(
+    ctx: &Context,
+    app: &Application,
+    model: &Model,
+    children: &mut Children,
+) -> Result<volumes::Plan> {
+    let plan = volumes::plan(ctx, model, children).await?;
+    plan.hold(children);
+    for note in &plan.notes {
+        ctx.events.publish(app, note).await;
+    }
+    Ok(plan)
 }
 
 fn uid(app: &Application) -> String {

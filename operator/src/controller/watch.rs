@@ -65,7 +65,7 @@ impl Scope {
 }
 
 /// Replica counts of a Deployment or StatefulSet, as its controller reports them, reduced to
-/// what readiness and rollout progress need (32 bytes).
+/// what readiness and rollout progress need, and a StatefulSet's claim templates (40 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Workload {
     /// `spec.replicas` (`None` when unset: an autoscaler's, or the default 1).
@@ -87,6 +87,8 @@ pub struct Workload {
     pub flag: WorkloadFlag,
     /// Whether Keelson's apply owns `spec.replicas` (see [`super::handover`]).
     pub applies_replicas: bool,
+    /// A StatefulSet's [`super::volumes::claims_fingerprint`] (0 for Deployments).
+    pub claims: u64,
 }
 
 /// The one fact about a workload's rollout that its counts do not show.
