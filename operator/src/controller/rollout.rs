@@ -146,6 +146,7 @@ mod tests {
             terminating,
             flag: WorkloadFlag::None,
             applies_replicas: false,
+            claims: 0,
         }
     }
 
@@ -239,6 +240,7 @@ mod tests {
             terminating: 0,
             flag: WorkloadFlag::RevisionPending,
             applies_replicas: false,
+            claims: 0,
         };
         let r = stateful_set(Some(&observed(2, w)));
         assert_eq!(r.progress, Progress::RollingOut("0 of 1 updated".into()));
