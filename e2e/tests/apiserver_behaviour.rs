@@ -474,6 +474,57 @@ async fn stand_in_statefulset_controller_creates_pvcs_per_retention_policy() {
     );
 }
 
+/// The procedure that grows a StatefulSet's volumes: delete it with orphan propagation (claims
+/// lose their owner reference, nothing is deleted), create it again; the new StatefulSet owns
+/// its existing claims again per its retention policy.
+#[tokio::test]
+async fn a_statefulset_recreated_after_an_orphaning_delete_owns_its_claims_again() {
+    let api = Api::with_rec(quick_options()).await;
+    let sts = "/apis/apps/v1/namespaces/rec/statefulsets";
+    let pvcs = "/api/v1/namespaces/rec/persistentvolumeclaims";
+    let body = statefulset("owned", Some("Delete"));
+    api.apply(&format!("{sts}/owned"), "keelson", &body).await;
+    let owner_of = |claim: Value| claim["metadata"]["ownerReferences"][0]["uid"].clone();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            let c = api.get(&format!("{pvcs}/data-owned-0")).await.json();
+            owner_of(c).is_string()
+        })
+        .await
+    );
+    let first = api.get(&format!("{sts}/owned")).await.json();
+    api.request(
+        "DELETE",
+        &format!("{sts}/owned?propagationPolicy=Orphan"),
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            api.get(&format!("{sts}/owned")).await.status == 404
+        })
+        .await
+    );
+    let orphaned = api.get(&format!("{pvcs}/data-owned-0")).await.json();
+    assert!(
+        orphaned["metadata"].get("ownerReferences").is_none(),
+        "{orphaned}"
+    );
+    api.apply(&format!("{sts}/owned"), "keelson", &body).await;
+    let second = api.get(&format!("{sts}/owned")).await.json();
+    assert_ne!(first["metadata"]["uid"], second["metadata"]["uid"]);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            let c = api.get(&format!("{pvcs}/data-owned-0")).await.json();
+            owner_of(c) == second["metadata"]["uid"]
+        })
+        .await,
+        "the new StatefulSet owns its claim"
+    );
+}
+
 #[tokio::test]
 async fn stand_in_hpa_reports_min_replicas() {
     let api = Api::with_rec(quick_options()).await;

@@ -4,6 +4,7 @@
 
 use super::Shared;
 use super::engine::{Ctx, DeleteOpts, Note, State, Write, now, owner_uids};
+use super::resources::ResourceDef;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -531,7 +532,9 @@ fn statefulset(st: &mut State, ns: &str, name: &str, ready: bool) {
 }
 
 /// PVCs `<template>-<statefulset>-<ordinal>`; owned by the StatefulSet only when its
-/// retention policy deletes them with it.
+/// retention policy deletes them with it. Like the real controller (StatefulSetAutoDeletePVC,
+/// GA in 1.32), it brings the owner references of existing claims in line with the policy, so a
+/// StatefulSet re-created after an orphaning delete owns its claims again.
 pub(super) fn ensure_pvcs(st: &mut State, sts: &Value, replicas: i64) {
     let Some(templates) = sts["spec"]["volumeClaimTemplates"].as_array() else {
         return;
@@ -546,7 +549,8 @@ pub(super) fn ensure_pvcs(st: &mut State, sts: &Value, replicas: i64) {
         let tname = t["metadata"]["name"].as_str().unwrap_or("");
         for ordinal in 0..replicas {
             let pvc = format!("{tname}-{name}-{ordinal}");
-            if st.get_stored(&pvc_def, ns, &pvc).is_some() {
+            if let Some(existing) = st.get_stored(&pvc_def, ns, &pvc) {
+                claim_owner_per_policy(st, &pvc_def, sts, &existing, owned);
                 continue;
             }
             let mut labels = t["metadata"]["labels"]
@@ -570,6 +574,50 @@ pub(super) fn ensure_pvcs(st: &mut State, sts: &Value, replicas: i64) {
                 tracing::debug!(error = ?e.message(), "creating PVC {ns}/{pvc}");
             }
         }
+    }
+}
+
+/// Adds the StatefulSet's owner reference to an existing claim when its policy deletes claims
+/// with it, or removes it when the policy retains them.
+fn claim_owner_per_policy(
+    st: &mut State,
+    pvc_def: &Arc<ResourceDef>,
+    sts: &Value,
+    claim: &Value,
+    owned: bool,
+) {
+    let uid = &sts["metadata"]["uid"];
+    let refs: Vec<Value> = claim["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let has = refs.iter().any(|r| &r["uid"] == uid);
+    if has == owned || claim["metadata"].get("deletionTimestamp").is_some() {
+        return;
+    }
+    let mut body = claim.clone();
+    let refs: Vec<Value> = if owned {
+        let mut r = refs;
+        r.push(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "name": sts["metadata"]["name"], "uid": uid,
+            "controller": true, "blockOwnerDeletion": true}));
+        r
+    } else {
+        refs.into_iter().filter(|r| &r["uid"] != uid).collect()
+    };
+    let md = body["metadata"].as_object_mut().expect("metadata");
+    md.remove("managedFields");
+    if refs.is_empty() {
+        md.remove("ownerReferences");
+    } else {
+        md.insert("ownerReferences".into(), Value::Array(refs));
+    }
+    let ns = claim["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = claim["metadata"]["name"].as_str().unwrap_or("");
+    let mut c = ctx(MANAGER);
+    c.subresource = None;
+    if let Err(e) = st.write(pvc_def, ns, name, Write::Replace(body), &c) {
+        tracing::debug!(error = ?e.message(), "updating the owners of PVC {ns}/{name}");
     }
 }
 
