@@ -101,6 +101,8 @@ async fn the_operator_uses_exactly_what_rbac_grants() {
         .as_array_mut()
         .unwrap()
         .retain(|d| d["name"] != "cache");
+    // orders-db grows: its claim is patched, its StatefulSet replaced.
+    app["spec"]["databases"][0]["storage"]["size"] = json!("12Gi");
     for s in app["spec"]["services"].as_array_mut().unwrap() {
         if let Some(uses) = s["uses"].as_array_mut() {
             uses.retain(|u| u != "cache");
@@ -120,6 +122,15 @@ async fn the_operator_uses_exactly_what_rbac_grants() {
     })
     .await
     .unwrap();
+    let statefulsets = env.dynamic("apps", "v1", "StatefulSet", "statefulsets");
+    wait_for(converge_timeout(false), || async {
+        let s = statefulsets.get_opt("shop-orders-db").await.ok()??;
+        let size =
+            &s.data["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"];
+        (size == "12Gi").then_some(())
+    })
+    .await
+    .expect("orders-db's StatefulSet is replaced with the larger claim template");
     // The route changes once (a patch of the HTTPRoute).
     app["spec"]["gateway"]["hosts"] = json!(["shop.example.org"]);
     env.apply_app(&app).await.unwrap();
