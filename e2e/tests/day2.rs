@@ -793,3 +793,61 @@ async fn a_volume_whose_class_cannot_expand_is_reported_and_left_alone() {
         .unwrap();
     env.cleanup().await;
 }
+
+/// The kubelet expands `$(VAR)` only with variables defined earlier in the list, so the
+/// injected database variables come before a service's own, on creation and after an edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_variable_can_use_the_injected_database_variables() {
+    let env = Env::start("e2e-env", EnvOptions::default()).await.unwrap();
+    let op = start(&env).await;
+    let timeout = converge_timeout(env.real());
+    let mut hello = app(&env, "hello", &["web"]);
+    hello["spec"]["databases"] = json!([{"name": "orders-db", "engine": "postgres"}]);
+    hello["spec"]["services"][0]["uses"] = json!(["orders-db"]);
+    hello["spec"]["services"][0]["env"] = json!([{"name": "LOG_LEVEL", "value": "info"}]);
+    let deployments = env.dynamic("apps", "v1", "Deployment", "deployments");
+    let names = |d: &DynamicObject| -> Vec<String> {
+        d.data["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["name"].as_str().map(String::from))
+            .collect()
+    };
+    for phase in ["created", "edited"] {
+        if phase == "edited" {
+            hello["spec"]["services"][0]["env"] = json!([
+                {"name": "DATABASE_URL",
+                 "value": "jdbc:postgresql://$(ORDERS_DB_HOST):$(ORDERS_DB_PORT)/orders_db"},
+                {"name": "LOG_LEVEL", "value": "info"}]);
+        }
+        env.apply_app(&hello).await.unwrap();
+        env.wait_condition("hello", READY, "True", timeout)
+            .await
+            .unwrap();
+        let d = wait_for(timeout, || async {
+            let d = deployments.get("hello-web").await.ok()?;
+            let n = names(&d);
+            (phase == "created" || n.iter().any(|e| e == "DATABASE_URL")).then_some(d)
+        })
+        .await
+        .unwrap();
+        let order = names(&d);
+        let at = |name: &str| {
+            order
+                .iter()
+                .position(|e| e == name)
+                .unwrap_or_else(|| panic!("{name} is not in {order:?}"))
+        };
+        for user in ["LOG_LEVEL"]
+            .into_iter()
+            .chain((phase == "edited").then_some("DATABASE_URL"))
+        {
+            for injected in ["ORDERS_DB_HOST", "ORDERS_DB_PORT"] {
+                assert!(at(injected) < at(user), "{phase}: {order:?}");
+            }
+        }
+    }
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
