@@ -553,138 +553,16 @@ async fn refusal(env: &Env, app: &Value) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_volume_grows_in_place_and_is_never_shrunk_or_moved() {
+/// A StorageClass like the cluster's default (same provisioner and parameters, so claims bind),
+/// named after the test's namespace, with or without volume expansion. The test deletes it.
+async fn class_like_default(
+    env: &Env,
+    expandable: bool,
+) -> (
+    kube::Api<k8s_openapi::api::storage::v1::StorageClass>,
+    String,
+) {
     use k8s_openapi::api::storage::v1::StorageClass;
-
-    let env = Env::start("e2e-grow", EnvOptions::default()).await.unwrap();
-    if let Some(server) = &env.server {
-        server.set_pods(true);
-    }
-    let op = start(&env).await;
-    let timeout = converge_timeout(env.real());
-    let mut hello = app(&env, "hello", &["web"]);
-    hello["spec"]["databases"] =
-        json!([{"name": "db", "engine": "postgres", "version": "16", "storage": {"size": "1Gi"}}]);
-    env.apply_app(&hello).await.unwrap();
-    env.wait_condition("hello", READY, "True", timeout)
-        .await
-        .unwrap();
-    let statefulsets = env.dynamic("apps", "v1", "StatefulSet", "statefulsets");
-    let claims = env.dynamic("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
-    let pods = env.dynamic("", "v1", "Pod", "pods");
-    let before = statefulsets.get("hello-db").await.unwrap();
-    let pod = pods.get("hello-db-0").await.unwrap();
-    let claim = claims.get("data-hello-db-0").await.unwrap();
-    // Whether the claim's StorageClass allows expansion decides what growing does (a real
-    // cluster's default class may not).
-    let class = claim.data["spec"]["storageClassName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let expandable = kube::Api::<StorageClass>::all(env.client.clone())
-        .get_opt(&class)
-        .await
-        .unwrap()
-        .is_some_and(|sc| sc.allow_volume_expansion == Some(true));
-
-    let mut grown = hello.clone();
-    grown["spec"]["databases"][0]["storage"]["size"] = json!("2Gi");
-    env.apply_app(&grown).await.unwrap();
-    if expandable {
-        let after = wait_for(timeout, || async {
-            let s = statefulsets.get_opt("hello-db").await.ok()??;
-            (s.uid() != before.uid() && storage(&s, true).as_deref() == Some("2Gi")).then_some(s)
-        })
-        .await
-        .expect("the StatefulSet is replaced with the larger claim template");
-        let claim = claims.get("data-hello-db-0").await.unwrap();
-        assert_eq!(storage(&claim, false).as_deref(), Some("2Gi"));
-        env.wait_condition("hello", READY, "True", timeout)
-            .await
-            .unwrap();
-        let now = pods.get("hello-db-0").await.unwrap();
-        assert_eq!(now.uid(), pod.uid(), "the database's pod was not restarted");
-        let owner = now
-            .owner_references()
-            .iter()
-            .find(|r| r.controller == Some(true))
-            .map(|r| r.uid.clone());
-        assert_eq!(owner, after.uid(), "the new StatefulSet adopted the pod");
-        let events = env.dynamic("events.k8s.io", "v1", "Event", "events");
-        let resized: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.data["reason"] == "VolumeResized")
-            .map(|e| e.data["note"].as_str().unwrap_or_default().to_string())
-            .collect();
-        assert!(
-            resized.iter().any(|n| n.contains("data-hello-db-0")),
-            "{resized:?}"
-        );
-    } else {
-        let degraded = wait_reason(
-            &env,
-            "hello",
-            "Degraded",
-            "True",
-            "VolumeExpansionRefused",
-            timeout,
-        )
-        .await;
-        assert!(
-            degraded.message.contains("data-hello-db-0")
-                && degraded.message.contains("spec.databases[0].storage.size"),
-            "{}",
-            degraded.message
-        );
-        let kept = statefulsets.get("hello-db").await.unwrap();
-        assert_eq!(kept.uid(), before.uid(), "the StatefulSet is left alone");
-    }
-
-    // What would lose data is refused at admission, naming the field; nothing changes.
-    let current = if expandable { &grown } else { &hello };
-    let mut shrunk = current.clone();
-    shrunk["spec"]["databases"][0]["storage"]["size"] = json!("512Mi");
-    let text = refusal(&env, &shrunk).await;
-    assert!(
-        text.contains("spec.databases[0].storage.size") && text.contains("cannot shrink"),
-        "{text}"
-    );
-    let mut moved = current.clone();
-    moved["spec"]["databases"][0]["storage"]["storageClassName"] = json!("another-class");
-    let text = refusal(&env, &moved).await;
-    assert!(
-        text.contains("spec.databases[0].storage.storageClassName"),
-        "{text}"
-    );
-    let mut engine = current.clone();
-    engine["spec"]["databases"][0]["engine"] = json!("mysql");
-    engine["spec"]["databases"][0]["version"] = json!("8.4");
-    let text = refusal(&env, &engine).await;
-    assert!(text.contains("spec.databases[0].engine"), "{text}");
-    // A new database may use any engine, class and size.
-    let mut added = current.clone();
-    added["spec"]["databases"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "cache", "engine": "redis", "storage": {"size": "256Mi"}}));
-    env.apply_app(&added).await.unwrap();
-    op.stop().await.unwrap();
-    env.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_volume_whose_class_cannot_expand_is_reported_and_left_alone() {
-    use k8s_openapi::api::storage::v1::StorageClass;
-
-    let env = Env::start("e2e-fixed", EnvOptions::default())
-        .await
-        .unwrap();
-    // A class like the cluster's default (same provisioner, so claims bind), without expansion.
     let classes = kube::Api::<StorageClass>::all(env.client.clone());
     let default = classes
         .list(&ListParams::default())
@@ -699,23 +577,132 @@ async fn a_volume_whose_class_cannot_expand_is_reported_and_left_alone() {
             })
         })
         .expect("the cluster has a default StorageClass");
-    let fixed_name = format!("{}-fixed", env.namespace);
-    let fixed = StorageClass {
+    let name = format!(
+        "{}-{}",
+        env.namespace,
+        if expandable { "grows" } else { "fixed" }
+    );
+    let class = StorageClass {
         metadata: kube::api::ObjectMeta {
-            name: Some(fixed_name.clone()),
+            name: Some(name.clone()),
             ..Default::default()
         },
         provisioner: default.provisioner.clone(),
         parameters: default.parameters.clone(),
         volume_binding_mode: default.volume_binding_mode.clone(),
         reclaim_policy: Some("Delete".into()),
-        allow_volume_expansion: Some(false),
+        allow_volume_expansion: Some(expandable),
         ..Default::default()
     };
     classes
-        .create(&PostParams::default(), &fixed)
+        .create(&PostParams::default(), &class)
         .await
         .unwrap();
+    (classes, name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_volume_grows_in_place_and_is_never_shrunk_or_moved() {
+    let env = Env::start("e2e-grow", EnvOptions::default()).await.unwrap();
+    if let Some(server) = &env.server {
+        server.set_pods(true);
+    }
+    // The API server accepts a larger claim where its class allows expansion; the file system
+    // grows later, when the volume's driver can.
+    let (classes, class) = class_like_default(&env, true).await;
+    let op = start(&env).await;
+    let timeout = converge_timeout(env.real());
+    let mut hello = app(&env, "hello", &["web"]);
+    hello["spec"]["databases"] = json!([{"name": "db", "engine": "postgres", "version": "16",
+        "storage": {"size": "1Gi", "storageClassName": class}}]);
+    env.apply_app(&hello).await.unwrap();
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    let statefulsets = env.dynamic("apps", "v1", "StatefulSet", "statefulsets");
+    let claims = env.dynamic("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
+    let pods = env.dynamic("", "v1", "Pod", "pods");
+    let before = statefulsets.get("hello-db").await.unwrap();
+    let pod = pods.get("hello-db-0").await.unwrap();
+
+    let mut grown = hello.clone();
+    grown["spec"]["databases"][0]["storage"]["size"] = json!("2Gi");
+    env.apply_app(&grown).await.unwrap();
+    let after = wait_for(timeout, || async {
+        let s = statefulsets.get_opt("hello-db").await.ok()??;
+        (s.uid() != before.uid() && storage(&s, true).as_deref() == Some("2Gi")).then_some(s)
+    })
+    .await
+    .expect("the StatefulSet is replaced with the larger claim template");
+    let claim = claims.get("data-hello-db-0").await.unwrap();
+    assert_eq!(storage(&claim, false).as_deref(), Some("2Gi"));
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    let now = pods.get("hello-db-0").await.unwrap();
+    assert_eq!(now.uid(), pod.uid(), "the database's pod was not restarted");
+    let owner = now
+        .owner_references()
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone());
+    assert_eq!(owner, after.uid(), "the new StatefulSet adopted the pod");
+    let events = env.dynamic("events.k8s.io", "v1", "Event", "events");
+    let resized: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.data["reason"] == "VolumeResized")
+        .map(|e| e.data["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        resized.iter().any(|n| n.contains("data-hello-db-0")),
+        "{resized:?}"
+    );
+
+    // What would lose data is refused at admission, naming the field; nothing changes.
+    let mut shrunk = grown.clone();
+    shrunk["spec"]["databases"][0]["storage"]["size"] = json!("512Mi");
+    let text = refusal(&env, &shrunk).await;
+    assert!(
+        text.contains("spec.databases[0].storage.size") && text.contains("cannot shrink"),
+        "{text}"
+    );
+    let mut moved = grown.clone();
+    moved["spec"]["databases"][0]["storage"]["storageClassName"] = json!("another-class");
+    let text = refusal(&env, &moved).await;
+    assert!(
+        text.contains("spec.databases[0].storage.storageClassName"),
+        "{text}"
+    );
+    let mut engine = grown.clone();
+    engine["spec"]["databases"][0]["engine"] = json!("mysql");
+    engine["spec"]["databases"][0]["version"] = json!("8.4");
+    let text = refusal(&env, &engine).await;
+    assert!(text.contains("spec.databases[0].engine"), "{text}");
+    // A new database may use any engine, class and size.
+    let mut added = grown.clone();
+    added["spec"]["databases"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "cache", "engine": "redis", "storage": {"size": "256Mi"}}));
+    env.apply_app(&added).await.unwrap();
+    op.stop().await.unwrap();
+    classes
+        .delete(&class, &DeleteParams::default())
+        .await
+        .unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_whose_class_cannot_expand_is_reported_and_left_alone() {
+    let env = Env::start("e2e-fixed", EnvOptions::default())
+        .await
+        .unwrap();
+    let (classes, fixed_name) = class_like_default(&env, false).await;
     let op = start(&env).await;
     let timeout = converge_timeout(env.real());
     let mut hello = app(&env, "hello", &["web"]);

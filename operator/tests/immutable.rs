@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use keelson::{
-    build::{ApiCapabilities, Credentials},
-    kinds,
-};
+mod support;
+
+use keelson::kinds;
 use serde_json::{Value, json};
 
 /// The fields the API server refuses to change on update, per kind Keelson writes (Kubernetes
@@ -47,21 +46,16 @@ fn sample() -> Value {
 }
 
 fn render(app: &Value) -> BTreeMap<(String, String), Value> {
-    let yaml = serde_norway::to_string(app).unwrap();
-    keelson::render::render_values(&yaml, ApiCapabilities::ALL, |db| Credentials {
-        password: format!("pw-{db}"),
-        admin_password: format!("admin-{db}"),
-    })
-    .unwrap()
-    .into_iter()
-    .map(|o| {
-        let key = (
-            o["kind"].as_str().unwrap().to_string(),
-            o["metadata"]["name"].as_str().unwrap().to_string(),
-        );
-        (key, o)
-    })
-    .collect()
+    support::stored_children(app)
+        .into_iter()
+        .map(|o| {
+            let key = (
+                o["kind"].as_str().unwrap().to_string(),
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+            );
+            (key, o)
+        })
+        .collect()
 }
 
 type Edit = (&'static str, fn(&mut Value));

@@ -14,19 +14,18 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 
 use super::{
     Context,
     apply::Report,
     error::{Error, Result},
-    held::{self, Held},
+    held::{self, Held, HeldStatefulSets},
 };
 use crate::{
     api::Model,
     build::{Children, Credentials},
-    kinds::kind_name,
 };
 
 /// The volume claim the StatefulSet controller creates for a database's only replica.
@@ -42,7 +41,7 @@ pub struct Plan {
     /// Databases whose Secret is gone while their data is still there.
     pub held: Vec<Held>,
     /// The StatefulSets of those databases: left alone this pass.
-    held_stateful_sets: Vec<String>,
+    held_stateful_sets: HeldStatefulSets,
 }
 
 /// For each database whose Secret the watch has not seen: fresh credentials when it has no
@@ -64,11 +63,7 @@ pub async fn plan(ctx: &Context, model: &Model) -> Result<Plan> {
         let found = claims
             .get_metadata_opt(&claim)
             .await
-            .map_err(|e| Error::Read {
-                kind: "PersistentVolumeClaim",
-                name: claim.clone(),
-                source: e.into(),
-            })?;
+            .map_err(Error::read("PersistentVolumeClaim", &claim))?;
         if found.is_some() {
             plan.held.push(Held {
                 reason: held::CREDENTIALS_MISSING,
@@ -77,7 +72,7 @@ pub async fn plan(ctx: &Context, model: &Model) -> Result<Plan> {
                     db.secret_name, db.spec.name
                 ),
             });
-            plan.held_stateful_sets.push(db.object_name.clone());
+            plan.held_stateful_sets.push(&db.object_name);
         } else {
             plan.new
                 .insert(db.spec.name.clone(), Credentials::generate());
@@ -89,18 +84,11 @@ pub async fn plan(ctx: &Context, model: &Model) -> Result<Plan> {
 impl Plan {
     /// Take the held databases' StatefulSets out of what is applied.
     pub fn hold(&self, children: &mut Children) {
-        children.stateful_sets.retain(|s| {
-            !self
-                .held_stateful_sets
-                .iter()
-                .any(|h| s.metadata.name.as_deref() == Some(h))
-        });
+        self.held_stateful_sets.hold(children);
     }
 
     /// Keep the held StatefulSets from prune.
     pub fn keep(&self, report: &mut Report) {
-        for name in &self.held_stateful_sets {
-            report.keep(kind_name::<StatefulSet>(), name);
-        }
+        self.held_stateful_sets.keep(report);
     }
 }

@@ -209,6 +209,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A function that makes an [`Error::Read`] of `kind` `name` from the client's error, for
+    /// `map_err`.
+    pub fn read(kind: &'static str, name: &str) -> impl FnOnce(kube::Error) -> Error {
+        let name = name.to_string();
+        move |e| Error::Read {
+            kind,
+            name,
+            source: e.into(),
+        }
+    }
+
     /// The API server's answer.
     pub fn answer(&self) -> &ApiError {
         match self {

@@ -5,6 +5,11 @@
 
 use std::fmt;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use super::apply::Report;
+use crate::{build::Children, kinds::kind_name};
+
 /// One child held back, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
@@ -42,6 +47,31 @@ impl From<&super::ownership::Conflict> for Held {
         Held {
             reason: CONFLICT,
             message: c.to_string(),
+        }
+    }
+}
+
+/// StatefulSets left alone this pass: taken out of what is applied, and kept from prune.
+#[derive(Debug, Default)]
+pub struct HeldStatefulSets(Vec<String>);
+
+impl HeldStatefulSets {
+    /// Hold back the StatefulSet `name`.
+    pub fn push(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+
+    /// Take the held StatefulSets out of what is applied.
+    pub fn hold(&self, children: &mut Children) {
+        children
+            .stateful_sets
+            .retain(|s| !self.0.iter().any(|h| s.metadata.name.as_deref() == Some(h)));
+    }
+
+    /// Keep the held StatefulSets from prune.
+    pub fn keep(&self, report: &mut Report) {
+        for name in &self.0 {
+            report.keep(kind_name::<StatefulSet>(), name);
         }
     }
 }

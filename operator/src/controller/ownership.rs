@@ -134,11 +134,7 @@ impl Applier<'_> {
                 let api: Api<K> = Api::namespaced(self.context().client.clone(), self.namespace());
                 api.get_metadata_opt(name)
                     .await
-                    .map_err(|e| Error::Read {
-                        kind,
-                        name: name.to_string(),
-                        source: e.into(),
-                    })?
+                    .map_err(Error::read(kind, name))?
                     .map(|o| Observed::of_meta(o.meta()))
             }
         };

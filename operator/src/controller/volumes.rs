@@ -36,12 +36,11 @@ use super::{
     apply::Report,
     error::{ApiError, Error, Result},
     events::Note,
-    held::Held,
+    held::{Held, HeldStatefulSets},
 };
 use crate::{
     api::{Model, quantity, validate::DatabaseModel},
     build::Children,
-    kinds::kind_name,
 };
 
 /// What matters of one claim template: its name, its size (the canonical amount, so `1024Mi`
@@ -99,7 +98,7 @@ pub struct Plan {
     /// Databases whose volume change is refused, reported in status.
     pub held: Vec<Held>,
     /// StatefulSets left alone this pass (refused, or being replaced).
-    held_stateful_sets: Vec<String>,
+    held_stateful_sets: HeldStatefulSets,
     /// Whether a StatefulSet is being replaced: look again soon.
     pub replacing: bool,
     /// Normal Events of what was done.
@@ -109,23 +108,16 @@ pub struct Plan {
 impl Plan {
     /// Take the held StatefulSets out of what is applied.
     pub fn hold(&self, children: &mut Children) {
-        children.stateful_sets.retain(|s| {
-            !self
-                .held_stateful_sets
-                .iter()
-                .any(|h| s.metadata.name.as_deref() == Some(h))
-        });
+        self.held_stateful_sets.hold(children);
     }
 
     /// Keep the held StatefulSets from prune.
     pub fn keep(&self, report: &mut Report) {
-        for name in &self.held_stateful_sets {
-            report.keep(kind_name::<StatefulSet>(), name);
-        }
+        self.held_stateful_sets.keep(report);
     }
 
     fn hold_back(&mut self, sts: &str, reason: Option<Held>) {
-        self.held_stateful_sets.push(sts.to_string());
+        self.held_stateful_sets.push(sts);
         if let Some(h) = reason {
             self.held.push(h);
         }
@@ -198,11 +190,10 @@ async fn replace(
 ) -> Result<()> {
     let name = desired.name_any();
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &model.namespace);
-    let live = api.get_opt(&name).await.map_err(|e| Error::Read {
-        kind: "StatefulSet",
-        name: name.clone(),
-        source: e.into(),
-    })?;
+    let live = api
+        .get_opt(&name)
+        .await
+        .map_err(Error::read("StatefulSet", &name))?;
     let Some(live) = live else {
         // Gone since the watch saw it: apply creates it.
         return Ok(());
@@ -299,11 +290,10 @@ async fn grow_claims(
         };
         for ordinal in 0..replicas {
             let claim_name = format!("{}-{name}-{ordinal}", template.name);
-            let claim = api.get_opt(&claim_name).await.map_err(|e| Error::Read {
-                kind: "PersistentVolumeClaim",
-                name: claim_name.clone(),
-                source: e.into(),
-            })?;
+            let claim = api
+                .get_opt(&claim_name)
+                .await
+                .map_err(Error::read("PersistentVolumeClaim", &claim_name))?;
             let Some(claim) = claim else {
                 continue;
             };
