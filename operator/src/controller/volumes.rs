@@ -159,6 +159,13 @@ pub async fn plan(ctx: &Context, model: &Model, children: &Children) -> Result<P
         };
         let field = format!("spec.databases[{index}].storage");
         let observed = ctx.stores.stateful_sets.get(&model.namespace, &name);
+        let volume = Volume {
+            ctx,
+            namespace: &model.namespace,
+            db,
+            desired,
+            field,
+        };
         match observed {
             None => {
                 // Not created yet. A database coming back to its retained claim (its Secret
@@ -169,181 +176,183 @@ pub async fn plan(ctx: &Context, model: &Model, children: &Children) -> Result<P
                     .get(&model.namespace, &db.secret_name)
                     .is_some();
                 if retained {
-                    grow_claims(ctx, model, db, desired, &field, &mut plan).await?;
+                    volume.grow_claims(&mut plan).await?;
                 }
             }
             Some(o) if o.workload.map(|w| w.claims) == Some(claims_fingerprint(desired)) => {}
-            Some(_) => replace(ctx, model, db, desired, &field, &mut plan).await?,
+            Some(_) => volume.replace(&mut plan).await?,
         }
     }
     Ok(plan)
 }
 
-/// The live StatefulSet's templates differ from the desired ones.
-async fn replace(
-    ctx: &Context,
-    model: &Model,
-    db: &DatabaseModel,
-    desired: &StatefulSet,
-    field: &str,
-    plan: &mut Plan,
-) -> Result<()> {
-    let name = desired.name_any();
-    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &model.namespace);
-    let live = api
-        .get_opt(&name)
-        .await
-        .map_err(Error::read("StatefulSet", &name))?;
-    let Some(live) = live else {
-        // Gone since the watch saw it: apply creates it.
-        return Ok(());
-    };
-    if live.metadata.deletion_timestamp.is_some() {
-        plan.hold_back(&name, None);
-        plan.replacing = true;
-        return Ok(());
-    }
-    let (want, have) = (shapes(desired), shapes(&live));
-    if want == have {
-        return Ok(());
-    }
-    for w in &want {
-        let Some(h) = have.iter().find(|h| h.name == w.name) else {
-            continue;
-        };
-        let refusal = if w.class != h.class {
-            Some(format!(
-                "database {} cannot move its volume from {} to {}: set {field}.storageClassName back, or add a database under a new name and move the data",
-                db.spec.name,
-                class_text(&h.class),
-                class_text(&w.class)
-            ))
-        } else if w.size < h.size {
-            Some(format!(
-                "database {} cannot shrink its volume from {} to {}: volume claims only grow; set {field}.size back to at least the current size",
-                db.spec.name,
-                show(h.size),
-                show(w.size)
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = refusal {
-            let held = Held {
-                reason: STORAGE_CHANGE_REFUSED,
-                message,
-            };
-            plan.hold_back(&name, Some(held));
-            return Ok(());
-        }
-    }
-    if !grow_claims(ctx, model, db, desired, field, plan).await? {
-        return Ok(());
-    }
-    let params = DeleteParams {
-        propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
-        preconditions: Some(Preconditions {
-            uid: live.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&name, &params).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-        Err(e) => {
-            return Err(Error::Resize {
-                action: "replace",
-                kind: "StatefulSet",
-                name,
-                source: e.into(),
-            });
-        }
-    }
-    let text = format!(
-        "replacing StatefulSet {name} with its new volume claim templates; its pod keeps running"
-    );
-    plan.notes
-        .push(Note::normal("VolumeResized", "Resize", text).about(&format!("StatefulSet/{name}")));
-    plan.hold_back(&name, None);
-    plan.replacing = true;
-    Ok(())
+/// One database's volume, as this pass wants it.
+struct Volume<'a> {
+    ctx: &'a Context,
+    namespace: &'a str,
+    db: &'a DatabaseModel,
+    desired: &'a StatefulSet,
+    /// `spec.databases[<index>].storage`, for messages.
+    field: String,
 }
 
-/// Expand every existing claim of `desired`'s templates whose request is below the template's.
-/// `Ok(false)` when the API server refused (the StatefulSet is then held back with why).
-async fn grow_claims(
-    ctx: &Context,
-    model: &Model,
-    db: &DatabaseModel,
-    desired: &StatefulSet,
-    field: &str,
-    plan: &mut Plan,
-) -> Result<bool> {
-    let name = desired.name_any();
-    let replicas = desired.spec.replicas.unwrap_or(1);
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &model.namespace);
-    for template in shapes(desired) {
-        let (Some(want), Some(size_text)) = (template.size, template_request(desired, &template))
-        else {
-            continue;
+impl Volume<'_> {
+    /// The live StatefulSet's templates differ from the desired ones.
+    async fn replace(&self, plan: &mut Plan) -> Result<()> {
+        let (db, desired, field) = (self.db, self.desired, &self.field);
+        let name = desired.name_any();
+        let api: Api<StatefulSet> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let live = api
+            .get_opt(&name)
+            .await
+            .map_err(Error::read("StatefulSet", &name))?;
+        let Some(live) = live else {
+            // Gone since the watch saw it: apply creates it.
+            return Ok(());
         };
-        for ordinal in 0..replicas {
-            let claim_name = format!("{}-{name}-{ordinal}", template.name);
-            let claim = api
-                .get_opt(&claim_name)
-                .await
-                .map_err(Error::read("PersistentVolumeClaim", &claim_name))?;
-            let Some(claim) = claim else {
+        if live.metadata.deletion_timestamp.is_some() {
+            plan.hold_back(&name, None);
+            plan.replacing = true;
+            return Ok(());
+        }
+        let (want, have) = (shapes(desired), shapes(&live));
+        if want == have {
+            return Ok(());
+        }
+        for w in &want {
+            let Some(h) = have.iter().find(|h| h.name == w.name) else {
                 continue;
             };
-            let have = request(&claim).and_then(|s| quantity::parse(s).ok());
-            if have.is_some_and(|h| h >= want) {
-                continue;
+            let refusal = if w.class != h.class {
+                Some(format!(
+                    "database {} cannot move its volume from {} to {}: set {field}.storageClassName back, or add a database under a new name and move the data",
+                    db.spec.name,
+                    class_text(&h.class),
+                    class_text(&w.class)
+                ))
+            } else if w.size < h.size {
+                Some(format!(
+                    "database {} cannot shrink its volume from {} to {}: volume claims only grow; set {field}.size back to at least the current size",
+                    db.spec.name,
+                    show(h.size),
+                    show(w.size)
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = refusal {
+                let held = Held {
+                    reason: STORAGE_CHANGE_REFUSED,
+                    message,
+                };
+                plan.hold_back(&name, Some(held));
+                return Ok(());
             }
-            let patch =
-                serde_json::json!({"spec": {"resources": {"requests": {"storage": size_text}}}});
-            let params = PatchParams::default();
-            match api.patch(&claim_name, &params, &Patch::Merge(&patch)).await {
-                Ok(_) => {
-                    let text = format!(
-                        "expanding volume claim {claim_name} of database {} to {size_text}",
-                        db.spec.name
-                    );
-                    let about = format!("PersistentVolumeClaim/{claim_name}");
-                    plan.notes
-                        .push(Note::normal("VolumeResized", "Resize", text).about(&about));
+        }
+        if !self.grow_claims(plan).await? {
+            return Ok(());
+        }
+        let params = DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+            preconditions: Some(Preconditions {
+                uid: live.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => {
+                return Err(Error::Resize {
+                    action: "replace",
+                    kind: "StatefulSet",
+                    name,
+                    source: e.into(),
+                });
+            }
+        }
+        let text = format!(
+            "replacing StatefulSet {name} with its new volume claim templates; its pod keeps running"
+        );
+        plan.notes.push(
+            Note::normal("VolumeResized", "Resize", text).about(&format!("StatefulSet/{name}")),
+        );
+        plan.hold_back(&name, None);
+        plan.replacing = true;
+        Ok(())
+    }
+
+    /// Expand every existing claim of `desired`'s templates whose request is below the template's.
+    /// `Ok(false)` when the API server refused (the StatefulSet is then held back with why).
+    async fn grow_claims(&self, plan: &mut Plan) -> Result<bool> {
+        let (db, desired, field) = (self.db, self.desired, &self.field);
+        let name = desired.name_any();
+        let replicas = desired.spec.replicas.unwrap_or(1);
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.ctx.client.clone(), self.namespace);
+        for template in shapes(desired) {
+            let (Some(want), Some(size_text)) =
+                (template.size, template_request(desired, &template))
+            else {
+                continue;
+            };
+            for ordinal in 0..replicas {
+                let claim_name = format!("{}-{name}-{ordinal}", template.name);
+                let claim = api
+                    .get_opt(&claim_name)
+                    .await
+                    .map_err(Error::read("PersistentVolumeClaim", &claim_name))?;
+                let Some(claim) = claim else {
+                    continue;
+                };
+                let have = request(&claim).and_then(|s| quantity::parse(s).ok());
+                if have.is_some_and(|h| h >= want) {
+                    continue;
                 }
-                Err(e) => {
-                    let answer = ApiError::of(&e);
-                    if !answer.is_permanent() {
-                        return Err(Error::Resize {
-                            action: "expand",
-                            kind: "PersistentVolumeClaim",
-                            name: claim_name,
-                            source: answer,
-                        });
+                let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": size_text}}}});
+                let params = PatchParams::default();
+                match api.patch(&claim_name, &params, &Patch::Merge(&patch)).await {
+                    Ok(_) => {
+                        let text = format!(
+                            "expanding volume claim {claim_name} of database {} to {size_text}",
+                            db.spec.name
+                        );
+                        let about = format!("PersistentVolumeClaim/{claim_name}");
+                        plan.notes
+                            .push(Note::normal("VolumeResized", "Resize", text).about(&about));
                     }
-                    let held = Held {
-                        reason: VOLUME_EXPANSION_REFUSED,
-                        message: format!(
-                            "volume claim {claim_name} of database {} cannot grow to {size_text} as {field}.size asks: {answer}. The database keeps running on its current volume. Volume sizes only grow, so the spec cannot go back down: allow volume expansion on {} (allowVolumeExpansion: true, where its provisioner can expand volumes) and Keelson grows the claim",
-                            db.spec.name,
-                            class_text(
-                                &claim
-                                    .spec
-                                    .as_ref()
-                                    .and_then(|s| s.storage_class_name.clone())
-                            )
-                        ),
-                    };
-                    plan.hold_back(&name, Some(held));
-                    return Ok(false);
+                    Err(e) => {
+                        let answer = ApiError::of(&e);
+                        if !answer.is_permanent() {
+                            return Err(Error::Resize {
+                                action: "expand",
+                                kind: "PersistentVolumeClaim",
+                                name: claim_name,
+                                source: answer,
+                            });
+                        }
+                        let held = Held {
+                            reason: VOLUME_EXPANSION_REFUSED,
+                            message: format!(
+                                "volume claim {claim_name} of database {} cannot grow to {size_text} as {field}.size asks: {answer}. The database keeps running on its current volume. Volume sizes only grow, so the spec cannot go back down: allow volume expansion on {} (allowVolumeExpansion: true, where its provisioner can expand volumes) and Keelson grows the claim",
+                                db.spec.name,
+                                class_text(
+                                    &claim
+                                        .spec
+                                        .as_ref()
+                                        .and_then(|s| s.storage_class_name.clone())
+                                )
+                            ),
+                        };
+                        plan.hold_back(&name, Some(held));
+                        return Ok(false);
+                    }
                 }
             }
         }
+        Ok(true)
     }
-    Ok(true)
 }
 
 /// The size of `template` as written in the desired StatefulSet.
