@@ -375,7 +375,7 @@ impl Env {
     ) -> anyhow::Result<std::collections::BTreeMap<String, DynamicObject>> {
         let lp = ListParams::default().labels(&format!("keelson.dev/application={app}"));
         let mut out = std::collections::BTreeMap::new();
-        for (g, v, k, p) in CHILD_KINDS {
+        for (g, v, k, p) in child_kinds() {
             let api = self.dynamic(g, v, k, p);
             match api.list(&lp).await {
                 Ok(list) => {
@@ -493,33 +493,13 @@ pub async fn apply_crd(client: &Client, crd: &CustomResourceDefinition) -> anyho
     Ok(name)
 }
 
-/// The kinds Keelson creates: (group, version, kind, plural).
-pub const CHILD_KINDS: &[(&str, &str, &str, &str)] = &[
-    ("", "v1", "Secret", "secrets"),
-    ("", "v1", "Service", "services"),
-    ("apps", "v1", "StatefulSet", "statefulsets"),
-    ("apps", "v1", "Deployment", "deployments"),
-    (
-        "autoscaling",
-        "v2",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-    ),
-    (
-        "policy",
-        "v1",
-        "PodDisruptionBudget",
-        "poddisruptionbudgets",
-    ),
-    (
-        "monitoring.coreos.com",
-        "v1",
-        "ServiceMonitor",
-        "servicemonitors",
-    ),
-    ("networking.k8s.io", "v1", "Ingress", "ingresses"),
-    ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
-];
+/// The kinds Keelson creates, from its registry: (group, version, kind, plural).
+pub fn child_kinds() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    keelson::kinds::all()
+        .into_iter()
+        .map(|k| (k.group, k.version, k.kind, k.plural))
+        .collect()
+}
 
 /// On a real cluster the samples' made-up images would never start: run a small real HTTP
 /// server that answers the samples' probe paths, as a non-root user.

@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context as _;
 use e2e::{
     apiserver::{ApiServer, ServerOptions},
-    harness::{self, CHILD_KINDS, repo_root},
+    harness::{self, child_kinds, repo_root},
 };
 use k8s_openapi::api::core::v1::Namespace;
 use keelson::build::ApiCapabilities;
@@ -156,8 +156,8 @@ pub fn resource(api_version: &str, kind: &str) -> ApiResource {
         Some((g, v)) => (g, v),
         None => ("", api_version),
     };
-    let plural = CHILD_KINDS
-        .iter()
+    let plural = child_kinds()
+        .into_iter()
         .find(|(g, v, k, _)| *g == group && *v == version && *k == kind)
         .map(|(_, _, _, p)| p.to_string())
         .unwrap_or_else(|| format!("{}s", kind.to_ascii_lowercase()));
