@@ -737,3 +737,51 @@ async fn a_steady_state_resync_writes_nothing() {
     op.stop().await.unwrap();
     env.cleanup().await;
 }
+
+/// A restarted operator knows from each Application's `status.inventory` what it last applied:
+/// it sends no apply for children nobody changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_reapplies_nothing_unchanged() {
+    let env = Env::start("e2e-restart-quiet", EnvOptions::default())
+        .await
+        .unwrap();
+    // Resyncs every second, so that settling can be observed.
+    let resync = || OperatorOptions {
+        resync: Duration::from_secs(1),
+        ..OperatorOptions::default()
+    };
+    let op = converged(&env, &env.sample("shop.yaml").unwrap(), resync()).await;
+    let settled_before = settled(&env, &op).await;
+    op.stop().await.unwrap();
+    let inventory = env
+        .apps()
+        .get("shop")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .inventory;
+    assert!(inventory.len() > 15, "{inventory:?}");
+    if let Some(s) = &env.server {
+        s.reset_stats();
+    }
+    let restarted = env.start_operator(resync());
+    restarted
+        .wait_reconciles(0, 1, converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let settled_after = settled(&env, &restarted).await;
+    assert_eq!(settled_after, settled_before, "nothing was rewritten");
+    if let Some(s) = &env.server {
+        let st = s.stats();
+        let patches: Vec<&String> = st
+            .by_verb_resource
+            .keys()
+            .filter(|k| k.starts_with("patch ") || k.starts_with("create "))
+            .collect();
+        assert!(patches.is_empty(), "the restart wrote {patches:?}: {st:?}");
+        assert_eq!(st.writes, 0, "the restart wrote: {st:?}");
+    }
+    restarted.stop().await.unwrap();
+    env.cleanup().await;
+}

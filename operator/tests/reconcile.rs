@@ -278,3 +278,70 @@ async fn a_status_only_change_is_not_reapplied_but_a_spec_edit_is() {
         "only the edited Deployment is applied again"
     );
 }
+
+/// The status the first reconcile of `calls` wrote.
+fn written_status(calls: &[support::Call]) -> Value {
+    calls
+        .iter()
+        .find(|c| c.path.ends_with("/status"))
+        .expect("a status write")
+        .body["status"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_restarted_operator_reapplies_only_what_changed_meanwhile() {
+    let mut app = application("shop.yaml");
+    let first = Harness::new(&app);
+    app["status"] = written_status(&first.reconcile(&app).await);
+    let inventory = app["status"]["inventory"].as_array().unwrap().clone();
+    // Every child but the create-only credentials Secrets is listed.
+    let listed = |kind: &str| inventory.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(listed("Deployment"), 4);
+    assert_eq!(listed("StatefulSet"), 2);
+    assert_eq!(listed("Secret"), 0);
+    assert!(
+        inventory
+            .iter()
+            .all(|e| e["applied"].as_str().unwrap().len() == 16)
+    );
+
+    // A new process: what the watches list, and what the status says.
+    let restarted = Harness::new(&app);
+    restarted.preload(&stored_children(&app));
+    let calls = restarted.reconcile(&app).await;
+    assert!(calls.is_empty(), "the restart sent {:#?}", writes(&calls));
+
+    // Without the inventory, it would have re-applied every child.
+    let mut forgetful = app.clone();
+    forgetful["status"]
+        .as_object_mut()
+        .unwrap()
+        .remove("inventory");
+    let bare = Harness::new(&forgetful);
+    bare.preload(&stored_children(&forgetful));
+    assert!(writes(&bare.reconcile(&forgetful).await).len() > 20);
+
+    // A Deployment whose spec changed while no operator ran is applied again, alone.
+    let mut children = stored_children(&app);
+    let edited = children
+        .iter_mut()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "shop-orders")
+        .unwrap();
+    edited["metadata"]["generation"] = json!(2);
+    edited["metadata"]["resourceVersion"] = json!("2");
+    let later = Harness::new(&app);
+    later.preload(&children);
+    let applied: Vec<String> = later
+        .reconcile(&app)
+        .await
+        .iter()
+        .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert!(
+        applied[0].ends_with("/deployments/shop-orders"),
+        "{applied:?}"
+    );
+}

@@ -651,6 +651,34 @@ pub struct ApplicationStatus {
     /// The gateway object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayStatus>,
+
+    /// The children Keelson applied, each with what it applied and what the API server answered,
+    /// so that a restarted operator re-applies only what changed since. Written by Keelson.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
+    pub inventory: Vec<InventoryEntry>,
+}
+
+/// One child Keelson applied.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    /// The child's kind, e.g. `Deployment`.
+    pub kind: String,
+    /// The child's name.
+    pub name: String,
+    /// A hash of the object Keelson applied (16 hexadecimal digits).
+    pub applied: String,
+    /// The child's `metadata.generation` after that apply, for kinds that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// The child's `metadata.resourceVersion` after that apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// A hash of the child's spec after that apply, for kinds watched whole without a
+    /// generation (16 hexadecimal digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
 }
 
 /// The observed state of one service.

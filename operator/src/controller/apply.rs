@@ -6,8 +6,12 @@
 //! the desired object hashes the same and the watched child still carries that resourceVersion,
 //! or the same generation (spec hash) with Keelson's labels, annotations and owner reference in
 //! place, nobody has changed what Keelson applied and the apply is skipped. Anything else (a hand
-//! edit, a deletion, a restart of the operator) leads to a real apply, which the API server turns
+//! edit, a deletion) leads to a real apply, which the API server turns
 //! into a no-op when nothing differs.
+//!
+//! What is remembered is also written to the Application's `status.inventory` with its status, and
+//! read back by a restarted operator ([`ApplyCache::restore`]): a restart re-applies only the
+//! children that changed while no operator was watching.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -26,8 +30,9 @@ use super::{
     error::{Error, Result, is_already_exists},
     watch::{Child, KindStores, Observed, hash_value, metadata_hashes},
 };
-use crate::kinds::{
-    Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name,
+use crate::{
+    api::InventoryEntry,
+    kinds::{Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name},
 };
 
 /// What Keelson last applied to one child.
@@ -60,7 +65,7 @@ impl Record {
 }
 
 /// A child of one Application: (kind, name).
-type ChildKey = (&'static str, String);
+pub type ChildKey = (&'static str, String);
 
 /// Per Application (by uid), per child: the last apply.
 #[derive(Default)]
@@ -82,10 +87,57 @@ impl ApplyCache {
             .insert(key, record);
     }
 
-    fn remove(&self, app: &str, key: &ChildKey) {
+    /// Forget one child (failed to apply, or pruned).
+    pub fn remove(&self, app: &str, key: &ChildKey) {
         if let Some(m) = self.inner.lock().expect("lock").get_mut(app) {
             m.remove(key);
         }
+    }
+
+    /// What is remembered of the Application `app`, as its status lists it, sorted by kind and
+    /// name.
+    pub fn inventory(&self, app: &str) -> Vec<InventoryEntry> {
+        let inner = self.inner.lock().expect("lock");
+        let mut out: Vec<InventoryEntry> = inner
+            .get(app)
+            .into_iter()
+            .flatten()
+            .map(|((kind, name), r)| InventoryEntry {
+                kind: kind.to_string(),
+                name: name.clone(),
+                applied: format!("{:016x}", r.hash),
+                generation: r.generation,
+                resource_version: r.resource_version.clone(),
+                spec: r.spec.map(|h| format!("{h:016x}")),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        out
+    }
+
+    /// Remember what the status of the Application `app` lists, unless something is remembered
+    /// of it already (this process applied since). Entries of unknown kinds or unreadable hashes
+    /// are left out: their children are applied again.
+    pub fn restore(&self, app: &str, inventory: &[InventoryEntry]) {
+        let mut inner = self.inner.lock().expect("lock");
+        if inventory.is_empty() || inner.contains_key(app) {
+            return;
+        }
+        let kinds = crate::kinds::all();
+        let records = inventory.iter().filter_map(|e| {
+            let kind = kinds.iter().find(|k| k.kind == e.kind)?.kind;
+            let record = Record {
+                hash: u64::from_str_radix(&e.applied, 16).ok()?,
+                resource_version: e.resource_version.clone(),
+                generation: e.generation,
+                spec: match &e.spec {
+                    Some(h) => Some(u64::from_str_radix(h, 16).ok()?),
+                    None => None,
+                },
+            };
+            Some(((kind, e.name.clone()), record))
+        });
+        inner.insert(app.to_string(), records.collect());
     }
 
     /// Forget every Application whose uid `keep` rejects.

@@ -75,6 +75,7 @@ impl<'a> Pruner<'a> {
                     return (pruned, Err(Error::Prune { kind, name, source }));
                 }
             }
+            self.ctx.applied.remove(self.app_uid, &(kind, name.clone()));
             self.ctx
                 .metrics
                 .pruned

@@ -96,6 +96,10 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
             return Ok(Outcome::InvalidSpec);
         }
     };
+    // A restarted operator knows what it last applied from the status it wrote.
+    if let Some(st) = &app.status {
+        ctx.applied.restore(&uid(app), &st.inventory);
+    }
     let fetched = fetch_inputs(ctx, &model).await?;
     let mut children = build_children(app, &model, &fetched);
     let volumes = grow_volumes(ctx, app, &model, &mut children).await?;

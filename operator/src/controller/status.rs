@@ -161,6 +161,7 @@ pub fn compute(
         services,
         databases,
         gateway,
+        inventory: ctx.applied.inventory(&app.uid().unwrap_or_default()),
     }
 }
 
