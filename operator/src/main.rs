@@ -33,6 +33,11 @@ enum Command {
         /// The Application YAML (`-` for standard input).
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
+        /// The namespace to render into, as `kubectl apply -n`: for documents without
+        /// `metadata.namespace` (a document naming another one is refused). Default: the
+        /// document's own, else `default`.
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
         /// Assume the cluster does not serve monitoring.coreos.com/v1 (ServiceMonitors are skipped).
         #[arg(long)]
         no_service_monitors: bool,
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         },
         Command::Render {
             file,
+            namespace,
             no_service_monitors,
             no_http_routes,
         } => {
@@ -82,7 +88,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match keelson::render::render(&input, caps) {
+            match keelson::render::render_in(&input, namespace.as_deref(), caps) {
                 Ok(out) => {
                     print!("{out}");
                     ExitCode::SUCCESS

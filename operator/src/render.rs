@@ -40,6 +40,18 @@ pub enum RenderError {
         /// What the document said it was.
         found: String,
     },
+    /// A document's `metadata.namespace` is not the namespace asked for (as kubectl refuses).
+    #[error(
+        "document {doc}: the namespace from the provided object \"{found}\" does not match the namespace \"{wanted}\": remove metadata.namespace from the file, or render with -n {found}"
+    )]
+    NamespaceMismatch {
+        /// 1-based document number.
+        doc: usize,
+        /// The document's `metadata.namespace`.
+        found: String,
+        /// The namespace asked for with `-n`.
+        wanted: String,
+    },
     /// A document lacks `metadata.name`.
     #[error("document {doc}: metadata.name is required")]
     MissingName {
@@ -58,7 +70,18 @@ pub enum RenderError {
 
 /// Render every Application in `input` (one or more YAML documents) with fresh credentials.
 pub fn render(input: &str, caps: ApiCapabilities) -> Result<String, RenderError> {
-    let objects = render_values(input, caps, |_| Credentials::generate())?;
+    render_in(input, None, caps)
+}
+
+/// [`render`] into `namespace` (`kubectl apply -n`): the namespace of documents without
+/// `metadata.namespace`; a document naming another one is refused. Without it, documents
+/// without a namespace render into `default`, as kubectl's default context does.
+pub fn render_in(
+    input: &str,
+    namespace: Option<&str>,
+    caps: ApiCapabilities,
+) -> Result<String, RenderError> {
+    let objects = render_values_in(input, namespace, caps, |_| Credentials::generate())?;
     Ok(to_yaml_stream(&objects))
 }
 
@@ -66,6 +89,16 @@ pub fn render(input: &str, caps: ApiCapabilities) -> Result<String, RenderError>
 /// tests.
 pub fn render_values(
     input: &str,
+    caps: ApiCapabilities,
+    creds: impl Fn(&str) -> Credentials,
+) -> Result<Vec<Value>, RenderError> {
+    render_values_in(input, None, caps, creds)
+}
+
+/// [`render_values`] into `namespace` (see [`render_in`]).
+pub fn render_values_in(
+    input: &str,
+    namespace: Option<&str>,
     caps: ApiCapabilities,
     creds: impl Fn(&str) -> Credentials,
 ) -> Result<Vec<Value>, RenderError> {
@@ -90,7 +123,17 @@ pub fn render_values(
         let name = value["metadata"]["name"]
             .as_str()
             .ok_or(RenderError::MissingName { doc: doc_no })?;
-        let namespace = value["metadata"]["namespace"].as_str().unwrap_or("default");
+        let namespace = match (value["metadata"]["namespace"].as_str(), namespace) {
+            (Some(found), Some(wanted)) if found != wanted => {
+                return Err(RenderError::NamespaceMismatch {
+                    doc: doc_no,
+                    found: found.to_string(),
+                    wanted: wanted.to_string(),
+                });
+            }
+            (Some(ns), _) | (None, Some(ns)) => ns,
+            (None, None) => "default",
+        };
         let spec = value.get("spec").cloned().unwrap_or(Value::Null);
         let model =
             validate_value(name, namespace, &spec).map_err(|source| RenderError::Invalid {

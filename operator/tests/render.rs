@@ -1307,3 +1307,37 @@ fn a_tab_after_a_newline_renders_readably() {
     let read = keelson::render::yaml::read_documents(&text).unwrap();
     assert_eq!(read, objects);
 }
+
+/// `-n` is the namespace of documents without one, as with `kubectl apply -n`; a document naming
+/// another namespace is refused with kubectl's words and the fix.
+#[test]
+fn render_into_a_namespace_as_kubectl_apply_does() {
+    let text = sample("minimal");
+    assert!(!text.contains("namespace:"), "samples name no namespace");
+    let objects =
+        keelson::render::render_values_in(&text, Some("team-a"), ApiCapabilities::ALL, creds)
+            .unwrap();
+    assert!(!objects.is_empty());
+    for o in &objects {
+        assert_eq!(o["metadata"]["namespace"], "team-a", "{}", kind_name(o));
+    }
+    let default = render_all(&text);
+    assert!(
+        default
+            .iter()
+            .all(|o| o["metadata"]["namespace"] == "default")
+    );
+    let pinned = text.replacen("metadata:\n", "metadata:\n  namespace: team-b\n", 1);
+    let same =
+        keelson::render::render_values_in(&pinned, Some("team-b"), ApiCapabilities::ALL, creds);
+    assert!(same.is_ok());
+    let err =
+        keelson::render::render_values_in(&pinned, Some("team-a"), ApiCapabilities::ALL, creds)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("\"team-b\" does not match the namespace \"team-a\"")
+            && err.contains("-n team-b"),
+        "{err}"
+    );
+}
