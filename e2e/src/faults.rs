@@ -40,6 +40,17 @@ pub struct Faults {
     /// An API group whose discovery answers 404, as when an aggregated API or a CRD's group is
     /// briefly not served.
     undiscovered: std::sync::Mutex<Option<String>>,
+    /// A resource (plural, e.g. `deployments`) every request of which is refused 403, as RBAC
+    /// refuses an identity without a grant.
+    forbidden: std::sync::Mutex<Option<String>>,
+    /// A resource whose writes wait (see [`Faults::set_held`]).
+    held: std::sync::Mutex<Option<String>>,
+    /// Wakes the held writes when the hold ends.
+    unheld: tokio::sync::Notify,
+    /// Writes waiting now.
+    waiting: AtomicU64,
+    /// Held writes sent on once the hold ended.
+    sent_after_hold: AtomicU64,
 }
 
 /// How many faults were injected, by kind.
@@ -90,6 +101,91 @@ impl Faults {
     /// with 404 until called again with `None`; its objects stay served.
     pub fn set_undiscovered(&self, group: Option<&str>) {
         *self.undiscovered.lock().expect("lock") = group.map(str::to_string);
+    }
+
+    /// Refuse every request on resource `resource` (plural, any group, e.g. `applications`)
+    /// with RBAC's 403 until called again with `None`, as a real API server answers an identity
+    /// that lacks the grant (recorded in `errors/403-sa-without-roles-*.json`). Only the
+    /// [`FaultLayer`] (the operator's own client) applies it.
+    pub fn set_forbidden(&self, resource: Option<&str>) {
+        *self.forbidden.lock().expect("lock") = resource.map(str::to_string);
+    }
+
+    /// Hold every write (any method but GET) of resource `resource` (plural, e.g.
+    /// `deployments`) in the client, unsent, until called again with `None`, which sends the
+    /// held writes on: a slow API server, as the client sees one. A held write whose caller
+    /// gives up (drops its request) is never sent. Only the [`FaultLayer`] applies it.
+    pub fn set_held(&self, resource: Option<&str>) {
+        *self.held.lock().expect("lock") = resource.map(str::to_string);
+        if resource.is_none() {
+            self.unheld.notify_waiters();
+        }
+    }
+
+    /// How many writes are held now.
+    pub fn held_now(&self) -> u64 {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// How many held writes were sent on when their hold ended.
+    pub fn sent_after_hold(&self) -> u64 {
+        self.sent_after_hold.load(Ordering::SeqCst)
+    }
+
+    fn holds<B>(&self, req: &Request<B>) -> bool {
+        let held = self.held.lock().expect("lock");
+        held.as_deref().is_some_and(|resource| {
+            req.method() != Method::GET && Target::of(req).is_some_and(|t| t.resource == resource)
+        })
+    }
+
+    /// RBAC's 403 for a request on the forbidden resource.
+    fn forbidden_answer<B>(&self, req: &Request<B>) -> Option<ApiError> {
+        let resource = self.forbidden.lock().expect("lock").clone()?;
+        let target = Target::of(req)?;
+        if target.resource != resource {
+            return None;
+        }
+        let verb = match (req.method().as_str(), target.name.is_some()) {
+            ("GET", _) if is_watch(req) => "watch",
+            ("GET", true) => "get",
+            ("GET", false) => "list",
+            ("POST", _) => "create",
+            ("PATCH", _) => "patch",
+            ("PUT", _) => "update",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            _ => return None,
+        };
+        let qualified = if target.group.is_empty() {
+            resource.clone()
+        } else {
+            format!("{resource}.{}", target.group)
+        };
+        let name = target
+            .name
+            .as_deref()
+            .map(|n| format!(" {n:?}"))
+            .unwrap_or_default();
+        let place = match &target.namespace {
+            Some(ns) => format!(" in the namespace {ns:?}"),
+            None => " at the cluster scope".to_string(),
+        };
+        let message = format!(
+            "{qualified}{name} is forbidden: User \"{FORBIDDEN_USER}\" cannot {verb} resource \
+             {resource:?} in API group {:?}{place}",
+            target.group
+        );
+        let mut e = ApiError::status(
+            403,
+            "Forbidden",
+            &message,
+            Some(json!({"group": target.group, "kind": resource})),
+        );
+        if let Some(n) = &target.name {
+            e.body["details"]["name"] = json!(n);
+        }
+        Some(e)
     }
 
     /// A 404 for a discovery request of the undiscovered group.
@@ -230,7 +326,11 @@ where
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
-        if let Some(e) = self.faults.undiscovered_answer(&req) {
+        if let Some(e) = self
+            .faults
+            .undiscovered_answer(&req)
+            .or_else(|| self.faults.forbidden_answer(&req))
+        {
             return Box::pin(std::future::ready(Ok(error_answer(&e))));
         }
         let injected = match (watch, apply) {
@@ -246,8 +346,14 @@ where
         }
         let drop_after = watch.then(|| self.faults.watch_drop_after()).flatten();
         let faults = self.faults.clone();
+        let held = self.faults.holds(&req);
+        // The inner future sends nothing until it is first polled (hyper connects and writes
+        // the request then), so a held write is only sent once released.
         let fut = self.inner.call(req);
         Box::pin(async move {
+            if held {
+                wait_for_release(&faults).await;
+            }
             let res = fut.await?;
             Ok(match drop_after {
                 Some(events) if res.status().is_success() => res.map(|body| {
@@ -259,6 +365,64 @@ where
                 }),
                 _ => res,
             })
+        })
+    }
+}
+
+/// Wait until the hold of [`Faults::set_held`] ends; counted as waiting meanwhile.
+async fn wait_for_release(faults: &Arc<Faults>) {
+    struct Waiting<'a>(&'a Faults);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    faults.waiting.fetch_add(1, Ordering::SeqCst);
+    let _waiting = Waiting(faults);
+    loop {
+        let released = faults.unheld.notified();
+        if faults.held.lock().expect("lock").is_none() {
+            break;
+        }
+        released.await;
+    }
+    faults.sent_after_hold.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The identity [`Faults::set_forbidden`] refuses, as the operator's ServiceAccount is named.
+pub const FORBIDDEN_USER: &str = "system:serviceaccount:keelson:keelson";
+
+/// What a resource request's path names.
+struct Target {
+    group: String,
+    namespace: Option<String>,
+    resource: String,
+    name: Option<String>,
+}
+
+impl Target {
+    /// `/api/v1/...` or `/apis/<group>/<version>/...`, then `[namespaces/<ns>/]<resource>[/<name>]`.
+    fn of<B>(req: &Request<B>) -> Option<Target> {
+        let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+        let (group, rest) = match parts.as_slice() {
+            ["api", _version, rest @ ..] => (String::new(), rest),
+            ["apis", group, _version, rest @ ..] => (group.to_string(), rest),
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+            rest => (None, rest),
+        };
+        let (resource, name) = match rest {
+            [resource] => (resource.to_string(), None),
+            [resource, name, ..] => (resource.to_string(), Some(name.to_string())),
+            _ => return None,
+        };
+        Some(Target {
+            group,
+            namespace,
+            resource,
+            name,
         })
     }
 }
@@ -407,6 +571,47 @@ mod tests {
         );
         f.clear();
         assert!(f.injected_error().is_none() && f.injected_conflict().is_none());
+    }
+
+    #[test]
+    fn a_forbidden_resource_is_refused_as_rbac_refuses_it() {
+        let f = Faults::default();
+        let r = |uri: &str| Request::get(uri).body(()).unwrap();
+        let list = r("/apis/apps/v1/namespaces/rec/deployments");
+        assert!(f.forbidden_answer(&list).is_none());
+        f.set_forbidden(Some("deployments"));
+        // As recorded from a real API server (errors/403-sa-without-roles-{list,watch}.json),
+        // with this fault's user.
+        let e = f.forbidden_answer(&list).unwrap();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.body["message"],
+            "deployments.apps is forbidden: User \"system:serviceaccount:keelson:keelson\" \
+             cannot list resource \"deployments\" in API group \"apps\" in the namespace \"rec\""
+        );
+        assert_eq!(e.body["reason"], "Forbidden");
+        assert_eq!(
+            e.body["details"],
+            json!({"group": "apps", "kind": "deployments"})
+        );
+        let watch = r("/apis/apps/v1/namespaces/rec/deployments?watch=true");
+        assert!(
+            f.forbidden_answer(&watch).unwrap().body["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot watch resource")
+        );
+        let core = f.forbidden_answer(&r("/api/v1/pods")).is_none();
+        assert!(core, "another resource is served");
+        f.set_forbidden(Some("pods"));
+        let e = f.forbidden_answer(&r("/api/v1/pods")).unwrap();
+        assert_eq!(
+            e.body["message"],
+            "pods is forbidden: User \"system:serviceaccount:keelson:keelson\" cannot list \
+             resource \"pods\" in API group \"\" at the cluster scope"
+        );
+        f.set_forbidden(None);
+        assert!(f.forbidden_answer(&r("/api/v1/pods")).is_none());
     }
 
     #[test]

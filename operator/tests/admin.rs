@@ -38,6 +38,15 @@ async fn probes_and_metrics_are_served() {
     );
     state.set_ready(true);
     assert_eq!(get(addr, "/readyz").await.0, 200);
+    // Not ready says why, in words.
+    state.set_not_ready("cannot watch Deployment: could not list: deployments.apps is forbidden");
+    let (code, body) = get(addr, "/readyz").await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        body,
+        "not ready: cannot watch Deployment: could not list: deployments.apps is forbidden\n"
+    );
+    state.set_ready(true);
 
     metrics
         .reconciles

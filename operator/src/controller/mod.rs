@@ -174,6 +174,22 @@ impl Context {
         kinds::for_each_kind(&mut Start(self, caps));
     }
 
+    /// The started watches that have not listed their objects yet because they fail: the kind
+    /// and why, in words (e.g. `Deployment`, `could not list: deployments.apps is forbidden: ...`).
+    pub fn watch_failures(&self) -> Vec<(&'static str, String)> {
+        struct Failures<'a>(&'a Stores, Vec<(&'static str, String)>);
+        impl KindVisitor for Failures<'_> {
+            fn visit<K: Registered>(&mut self) {
+                if let Some(failure) = K::stores(self.0).start_failure() {
+                    self.1.push((kinds::kind_name::<K>(), failure));
+                }
+            }
+        }
+        let mut failures = Failures(&self.stores, Vec::new());
+        kinds::for_each_kind(&mut failures);
+        failures.1
+    }
+
     /// Wait until every started watch has listed its objects.
     pub async fn wait_for_watches(&self) {
         struct Wait<'a>(&'a Stores, Vec<BoxFuture<'a, ()>>);

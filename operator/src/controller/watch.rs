@@ -352,6 +352,8 @@ impl Index {
 struct ScopeIndex {
     index: RwLock<Index>,
     ready: tokio::sync::watch::Sender<bool>,
+    /// Why the watch last failed, in words, until it lists again.
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 impl ScopeIndex {
@@ -359,7 +361,12 @@ impl ScopeIndex {
         Arc::new(ScopeIndex {
             index: RwLock::default(),
             ready: tokio::sync::watch::Sender::new(false),
+            failure: std::sync::Mutex::default(),
         })
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        *self.failure.lock().expect("failure lock") = failure;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -461,6 +468,16 @@ impl<K: Child> KindStores<K> {
         self.scopes
             .get()
             .is_some_and(|s| s.values().all(|i| *i.ready.borrow()))
+    }
+
+    /// Why the watch of a scope that has not finished its first list last failed, in words (the
+    /// first such scope), e.g. `could not list: deployments.apps is forbidden: ...`.
+    pub fn start_failure(&self) -> Option<String> {
+        let scopes = self.scopes.get()?;
+        scopes
+            .values()
+            .filter(|i| !*i.ready.borrow())
+            .find_map(|i| i.failure.lock().expect("failure lock").clone())
     }
 
     /// Wait until every scope has finished its first list (at once when the watch has not
@@ -617,6 +634,7 @@ async fn follow<T, S>(
             Ok(watcher::Event::InitDone) => {
                 let first = !*scope.ready.borrow();
                 let touched = replace_all(&scope, relist.take().unwrap_or_default());
+                scope.set_failure(None);
                 scope.ready.send_replace(true);
                 first || touched.iter().all(|(ns, owner)| notify(ns, owner.as_ref()))
             }
@@ -640,6 +658,7 @@ async fn follow<T, S>(
             Err(e) => {
                 let error = super::error::watch_failure(&e);
                 tracing::warn!(kind, %error, "watch of children failed; retrying");
+                scope.set_failure(Some(error));
                 true
             }
         };

@@ -2,35 +2,51 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 
 use super::metrics::Metrics;
 
+/// Why the operator is not ready, until it starts.
+const STARTING: &str = "starting: the watches are syncing";
+
 /// What the admin endpoints report.
 #[derive(Clone)]
 pub struct AdminState {
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    /// `None` when ready, else why not.
+    not_ready: Arc<Mutex<Option<String>>>,
 }
 
 impl AdminState {
-    /// Not ready until [`AdminState::set_ready`].
+    /// Not ready ("starting") until [`AdminState::set_ready`].
     pub fn new(metrics: Arc<Metrics>) -> Self {
         AdminState {
             metrics,
-            ready: Arc::new(AtomicBool::new(false)),
+            not_ready: Arc::new(Mutex::new(Some(STARTING.into()))),
         }
     }
 
-    /// Mark the operator ready (watches synced, reconciling) or not.
+    /// Mark the operator ready (watches synced, reconciling, or a healthy standby), or not ready
+    /// for the usual reason (starting, watches syncing).
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+        *self.not_ready.lock().expect("lock") = (!ready).then(|| STARTING.into());
+    }
+
+    /// Mark the operator not ready, saying why in words (`/readyz` answers it with a 503), e.g.
+    /// `cannot watch Deployment: could not list: deployments.apps is forbidden: ...`.
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.not_ready.lock().expect("lock") = Some(reason.into());
+    }
+
+    /// `Ok` when ready, else why not (what `/readyz` says).
+    pub fn readiness(&self) -> Result<(), String> {
+        match &*self.not_ready.lock().expect("lock") {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        }
     }
 }
 
@@ -39,13 +55,12 @@ async fn livez() -> &'static str {
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (
+    match s.readiness() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: watches are syncing or this replica is not reconciling\n",
-        )
+            format!("not ready: {reason}\n"),
+        ),
     }
 }
 

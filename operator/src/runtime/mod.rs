@@ -206,8 +206,10 @@ async fn shutdown_signal() {
 }
 
 /// Run the operator with an existing client until `shutdown` resolves: elect a leader (when
-/// `lease` is set), then run the controller while leading. Losing the lease ends the run with an
-/// error, so the process restarts as a standby; a shutdown releases the lease first.
+/// `lease` is set), then run the controller while leading. A shutdown lets in-flight reconciles
+/// finish, then releases the lease. Losing the lease stops the controller at once (in-flight
+/// reconciles are cancelled: another replica writes now) and ends the run with an error, so the
+/// process restarts as a standby.
 pub async fn run_operator(
     client: kube::Client,
     config: ControllerConfig,
@@ -219,11 +221,11 @@ pub async fn run_operator(
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let Some(lease) = lease else {
         metrics.leader.set(1);
-        let ready = admin.clone();
-        return controllers::run(client, config, metrics, shutdown, move || {
-            ready.set_ready(true)
-        })
-        .await;
+        let stop = controllers::Stop {
+            graceful: Box::pin(shutdown),
+            abort: Box::pin(futures::future::pending()),
+        };
+        return controllers::run(client, config, metrics, admin, stop).await;
     };
 
     let mut election = leader::Election::start(client.clone(), &lease).await?;
@@ -245,25 +247,24 @@ pub async fn run_operator(
     let lost = election.lost();
     let lost_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = lost_flag.clone();
-    let stop = {
-        let shutdown = shutdown.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown => {},
-                _ = lost => flag.store(true, std::sync::atomic::Ordering::SeqCst),
-            }
-        }
+    let stop = controllers::Stop {
+        graceful: Box::pin(shutdown),
+        abort: Box::pin(async move {
+            lost.await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }),
     };
-    let ready = admin.clone();
-    let result = controllers::run(client, config, metrics.clone(), stop, move || {
-        ready.set_ready(true)
-    })
-    .await;
+    let result = controllers::run(client, config, metrics.clone(), admin.clone(), stop).await;
     metrics.leader.set(0);
-    admin.set_ready(false);
+    let lost = lost_flag.load(std::sync::atomic::Ordering::SeqCst);
+    if lost {
+        admin.set_not_ready("lost the leader lease; restarting as a standby");
+    } else {
+        admin.set_ready(false);
+    }
     election.release().await;
     result?;
-    if lost_flag.load(std::sync::atomic::Ordering::SeqCst) {
+    if lost {
         anyhow::bail!("lost the leader lease; exiting so that this replica restarts as a standby");
     }
     Ok(())
