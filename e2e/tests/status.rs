@@ -372,3 +372,154 @@ async fn every_sample_applies_into_the_namespace_the_test_chooses() {
     op.stop().await.unwrap();
     env.cleanup().await;
 }
+
+/// An image no kubelet can pull: its registry's host is under `.invalid` (RFC 2606: never
+/// resolvable), on a real cluster as in-process.
+const UNPULLABLE: &str = "registry.invalid/keelson-e2e/web:1.0";
+
+/// The stand-in kubelets run Pods (a real cluster has its own).
+fn with_pods(env: &Env) {
+    if let Some(s) = &env.server {
+        s.set_pods(true);
+    }
+}
+
+/// Wait until the Application's condition `type_` is `status` and its message contains every
+/// one of `words`; the last conditions seen when it never is.
+async fn wait_message(
+    env: &Env,
+    app: &str,
+    type_: &str,
+    status: &str,
+    words: &[&str],
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let last = std::sync::Mutex::new(None);
+    let found = wait_for(converge_timeout(env.real()), || async {
+        let a = env.apps().get(app).await.ok()?;
+        *last.lock().unwrap() = a.status.clone();
+        let c = condition(&a, type_)?.clone();
+        (c.status == status && words.iter().all(|w| c.message.contains(w))).then_some(c)
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "{type_} never was {status} naming {words:?}; last status: {:#?}",
+            last.lock().unwrap()
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_past_its_progress_deadline_turns_the_application_degraded() {
+    let env = Env::start("e2e-stuck", EnvOptions::default())
+        .await
+        .unwrap();
+    with_pods(&env);
+    let op = env.start_operator(OperatorOptions::default());
+    let mut app = env.sample("minimal.yaml").unwrap();
+    app["spec"]["services"][0]["image"] = json!(UNPULLABLE);
+    env.apply_app(&app).await.unwrap();
+    let deployments = env.dynamic("apps", "v1", "Deployment", "deployments");
+    wait_for(converge_timeout(env.real()), || async {
+        deployments.get("hello-web").await.ok()
+    })
+    .await
+    .expect("the Deployment is created");
+    // The Application has no field for the deadline (Kubernetes' default is 600 s): a short
+    // one is set on the Deployment as a user would, a field Keelson does not manage, so its
+    // applies keep it. The Deployment controller then reports Progressing=False,
+    // ProgressDeadlineExceeded once its pods made no progress for that long.
+    deployments
+        .patch(
+            "hello-web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"progressDeadlineSeconds": 10}})),
+        )
+        .await
+        .unwrap();
+    let degraded = wait_message(&env, "hello", "Degraded", "True", &["web"]).await;
+    assert_eq!(degraded.reason, "RolloutStuck", "{degraded:?}");
+    assert_words("the Degraded message", &degraded.message);
+    let a = env.apps().get("hello").await.unwrap();
+    let ready = condition(&a, READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "RolloutStuck")
+    );
+    let d = deployments.get("hello-web").await.unwrap();
+    assert_eq!(
+        d.data["spec"]["progressDeadlineSeconds"], 10,
+        "kept by Keelson's applies"
+    );
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_stuck_on_a_missing_secret_or_an_unpullable_image_are_named_with_their_reason() {
+    let env = Env::start("e2e-stuck-pods", EnvOptions::default())
+        .await
+        .unwrap();
+    with_pods(&env);
+    let op = env.start_operator(OperatorOptions::default());
+    let mut app = env.sample("minimal.yaml").unwrap();
+    // `config` runs a real image (on a real cluster the sample's runnable one) but reads a key
+    // of a Secret that does not exist; `pull` runs an image that cannot be pulled.
+    let mut config = app["spec"]["services"][0].clone();
+    config["name"] = json!("config");
+    config["env"] = json!([{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "missing-token", "key": "token"}}}]);
+    let mut pull = app["spec"]["services"][0].clone();
+    pull["name"] = json!("pull");
+    pull["image"] = json!(UNPULLABLE);
+    app["spec"]["services"] = json!([config, pull]);
+    env.apply_app(&app).await.unwrap();
+
+    let ready = wait_message(
+        &env,
+        "hello",
+        READY,
+        "False",
+        &[
+            "service config",
+            "CreateContainerConfigError",
+            "missing-token",
+            "service pull",
+            "ImagePullBackOff",
+        ],
+    )
+    .await;
+    assert_eq!(ready.reason, "WorkloadNotReady", "{ready:?}");
+    assert_words("the Ready message", &ready.message);
+    // Each reason is named with its own service.
+    let config_part = ready
+        .message
+        .split("; service ")
+        .find(|p| p.contains("config"))
+        .unwrap();
+    assert!(
+        config_part.contains("CreateContainerConfigError"),
+        "{ready:?}"
+    );
+
+    // The Secret created, that service starts; the other still says why it waits.
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "missing-token"},
+        "stringData": {"token": "t0ken"},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let ready = wait_for(converge_timeout(env.real()), || async {
+        let a = env.apps().get("hello").await.ok()?;
+        let c = condition(&a, READY)?.clone();
+        (!c.message.contains("CreateContainerConfigError") && c.message.contains("pull"))
+            .then_some(c)
+    })
+    .await
+    .expect("the config error goes once the Secret exists");
+    assert_eq!(ready.status, "False", "{ready:?}");
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
