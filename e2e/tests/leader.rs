@@ -393,3 +393,42 @@ async fn a_replica_without_keelsons_crd_says_so_in_its_readiness() {
     op.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_its_lease_stops_leading_and_a_standby_takes_over() {
+    let env = Env::start("e2e-leader-unrenewed", EnvOptions::default())
+        .await
+        .unwrap();
+    let faults = Arc::new(Faults::default());
+    let a = replica_with(&env, "replica-a", &faults);
+    wait_for(takeover_deadline(&env), || async {
+        a.leading().then_some(())
+    })
+    .await
+    .expect("the replica leads");
+    let b = replica(&env, "replica-b");
+    // The leader may no longer read or renew its Lease (as when its requests fail): its
+    // election keeps retrying, but once its last renewal is a lease duration old, another
+    // replica may take over, so it stops.
+    faults.set_forbidden(Some("leases"));
+    wait_for(takeover_deadline(&env), || async {
+        (!a.leading()).then_some(())
+    })
+    .await
+    .expect("the leader whose renewals fail stops leading");
+    let error = a
+        .stop()
+        .await
+        .expect_err("a lost lease ends the run with an error");
+    assert!(
+        error.to_string().contains("lost the leader lease"),
+        "{error}"
+    );
+    wait_for(takeover_deadline(&env), || async {
+        b.leading().then_some(())
+    })
+    .await
+    .expect("the standby takes over");
+    b.stop().await.unwrap();
+    env.cleanup().await;
+}

@@ -54,7 +54,7 @@ pub struct Stop {
     pub graceful: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
     /// Stop at once: in-flight reconciles are cancelled, and nothing more is written (this
     /// replica lost its lease: another one writes now).
-    pub abort: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    pub abort: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 /// Run the controller until `stop`.

@@ -5,7 +5,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kube::Client;
+use k8s_openapi::{
+    api::coordination::v1::Lease,
+    jiff::{SignedDuration, Timestamp},
+};
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -28,12 +32,14 @@ pub struct LeaseSettings {
 pub struct Election {
     leading: watch::Receiver<bool>,
     task: JoinHandle<Result<LeaseManager, kube_lease_manager::LeaseManagerError>>,
+    api: Api<Lease>,
+    settings: LeaseSettings,
 }
 
 impl Election {
     /// Join the election for `settings`.
     pub async fn start(client: Client, settings: &LeaseSettings) -> anyhow::Result<Self> {
-        let manager = LeaseManagerBuilder::new(client, &settings.name)
+        let manager = LeaseManagerBuilder::new(client.clone(), &settings.name)
             .with_namespace(&settings.namespace)
             .with_identity(&settings.identity)
             .with_duration(settings.duration.as_secs().max(2))
@@ -47,7 +53,12 @@ impl Election {
                 )
             })?;
         let (leading, task) = manager.watch().await;
-        Ok(Election { leading, task })
+        Ok(Election {
+            leading,
+            task,
+            api: Api::namespaced(client, &settings.namespace),
+            settings: settings.clone(),
+        })
     }
 
     /// Wait until this replica leads. Returns false if the election ended first.
@@ -55,11 +66,21 @@ impl Election {
         self.leading.wait_for(|l| *l).await.is_ok()
     }
 
-    /// A future that resolves when leadership is lost.
-    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+    /// A future that resolves when leadership is lost: the election says so, or the Lease shows
+    /// another holder, or this replica's last renewal is a lease duration old (its renewals
+    /// failed, so another replica may take over now). The election alone keeps saying "leading"
+    /// while its renewals fail; the Lease is read about once per renewal to know better.
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.leading.clone();
-        async move {
+        let said = async move {
             let _ = rx.wait_for(|l| !*l).await;
+        };
+        let expired = expired(self.api.clone(), self.settings.clone());
+        async move {
+            tokio::select! {
+                () = said => {}
+                () = expired => {}
+            }
         }
     }
 
@@ -77,6 +98,54 @@ impl Election {
                 task.abort();
                 tracing::warn!("gave up releasing the leader lease; it expires by itself");
             }
+        }
+    }
+}
+
+/// Resolves once the Lease cannot be shown to be this replica's any more: another identity
+/// holds it (or nobody), or its last renewal seen is `duration` old. The Lease is read shortly
+/// before it would expire (after the renewal due `grace` before expiry), and then every
+/// quarter `grace` until it expires.
+async fn expired(api: Api<Lease>, settings: LeaseSettings) {
+    let duration = SignedDuration::try_from(settings.duration).expect("a short duration");
+    let grace = SignedDuration::try_from(settings.grace).expect("a short duration");
+    let step = (grace / 4).max(SignedDuration::from_millis(100));
+    // Acquired just now: valid for a lease duration from now at least.
+    let mut valid_until = Timestamp::now() + duration;
+    loop {
+        let check_at = valid_until - grace / 2;
+        let now = Timestamp::now();
+        let wait = if check_at > now {
+            check_at.duration_since(now)
+        } else {
+            step
+        };
+        tokio::time::sleep(wait.unsigned_abs()).await;
+        match api.get(&settings.name).await {
+            Ok(lease) => {
+                let spec = lease.spec.unwrap_or_default();
+                if spec.holder_identity.as_deref() != Some(settings.identity.as_str()) {
+                    tracing::warn!(
+                        holder = spec.holder_identity.as_deref().unwrap_or("nobody"),
+                        "the leader lease is held by another replica"
+                    );
+                    return;
+                }
+                if let Some(renewed) = spec.renew_time {
+                    let lasts = spec
+                        .lease_duration_seconds
+                        .map_or(duration, |s| SignedDuration::from_secs(s.into()));
+                    valid_until = valid_until.max(renewed.0 + lasts);
+                }
+            }
+            Err(e) => {
+                let error = crate::controller::error::ApiError::of(&e);
+                tracing::warn!(%error, "could not read the leader lease");
+            }
+        }
+        if Timestamp::now() >= valid_until {
+            tracing::warn!("the leader lease expired: its renewals failed");
+            return;
         }
     }
 }
