@@ -713,3 +713,13 @@ impl Drop for Operator {
         }
     }
 }
+
+/// Assert that a text shown to users (a condition message, an Event note) is words: not empty,
+/// and no Rust `Debug` dump of an answer (`Some(`, `None`, `Status {`, `ListMeta`,
+/// `ErrorResponse`).
+pub fn assert_words(what: &str, text: &str) {
+    for dump in ["Some(", "None", "Status {", "ListMeta", "ErrorResponse"] {
+        assert!(!text.contains(dump), "{what} contains `{dump}`: {text}");
+    }
+    assert!(!text.trim().is_empty(), "{what} is empty");
+}

@@ -6,7 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use e2e::{
     faults::Faults,
-    harness::{Env, EnvOptions, Operator, OperatorOptions, converge_timeout, wait_for},
+    harness::{
+        Env, EnvOptions, Operator, OperatorOptions, assert_words, converge_timeout, wait_for,
+    },
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{
@@ -661,6 +663,9 @@ async fn a_database_volume_grows_in_place_and_is_never_shrunk_or_moved() {
         resized.iter().any(|n| n.contains("data-hello-db-0")),
         "{resized:?}"
     );
+    for note in &resized {
+        assert_words("a VolumeResized Event", note);
+    }
 
     // What would lose data is refused at admission, naming the field; nothing changes.
     let mut shrunk = grown.clone();
@@ -752,6 +757,7 @@ async fn a_volume_whose_class_cannot_expand_is_reported_and_left_alone() {
     for words in ["StorageClass", "allowVolumeExpansion: true"] {
         assert!(degraded.message.contains(words), "{}", degraded.message);
     }
+    assert_words("the VolumeExpansionRefused condition", &degraded.message);
     // The spec cannot go back down (sizes only grow) ...
     let text = refusal(&env, &hello).await;
     assert!(text.contains("cannot shrink"), "{text}");
@@ -835,6 +841,64 @@ async fn a_service_variable_can_use_the_injected_database_variables() {
             }
         }
     }
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// An Application deleted with `--cascade=orphan` and created again with a smaller volume (no
+/// transition rule sees a create): Keelson takes its StatefulSet back but cannot shrink it, so it
+/// leaves it alone and says which field to set back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smaller_volume_that_reaches_keelson_anyway_is_refused_in_status() {
+    let env = Env::start("e2e-shrink", EnvOptions::default())
+        .await
+        .unwrap();
+    let op = start(&env).await;
+    let timeout = converge_timeout(env.real());
+    let mut hello = app(&env, "hello", &["web"]);
+    hello["spec"]["databases"] =
+        json!([{"name": "db", "engine": "postgres", "storage": {"size": "2Gi"}}]);
+    env.apply_app(&hello).await.unwrap();
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
+    let statefulsets = env.dynamic("apps", "v1", "StatefulSet", "statefulsets");
+    let before = statefulsets.get("hello-db").await.unwrap();
+    env.apps()
+        .delete("hello", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    wait_for(timeout, || async {
+        env.apps()
+            .get_opt("hello")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("the Application is gone");
+    hello["spec"]["databases"][0]["storage"]["size"] = json!("1Gi");
+    env.apply_app(&hello).await.unwrap();
+    let degraded = wait_reason(
+        &env,
+        "hello",
+        "Degraded",
+        "True",
+        "StorageChangeRefused",
+        timeout,
+    )
+    .await;
+    assert!(
+        degraded.message.contains("spec.databases[0].storage.size")
+            && degraded.message.contains("from 2Gi to 1Gi"),
+        "{}",
+        degraded.message
+    );
+    assert_words("the StorageChangeRefused condition", &degraded.message);
+    let kept = statefulsets.get("hello-db").await.unwrap();
+    assert_eq!(kept.uid(), before.uid(), "the StatefulSet is left alone");
+    assert_eq!(storage(&kept, true).as_deref(), Some("2Gi"));
     op.stop().await.unwrap();
     env.cleanup().await;
 }

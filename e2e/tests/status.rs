@@ -4,7 +4,9 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use e2e::harness::{Env, EnvOptions, OperatorOptions, converge_timeout, repo_root, wait_for};
+use e2e::harness::{
+    Env, EnvOptions, OperatorOptions, assert_words, converge_timeout, repo_root, wait_for,
+};
 use k8s_openapi::api::events::v1::Event;
 use keelson::api::Application;
 use kube::{
@@ -216,12 +218,6 @@ async fn two_drift_repairs_of_different_objects_make_two_events_naming_each() {
 }
 
 /// Whether a text a user reads is words: no Rust Debug output.
-fn assert_words(what: &str, text: &str) {
-    for dump in ["Some(", "None", "Status {", "ListMeta", "ErrorResponse"] {
-        assert!(!text.contains(dump), "{what} contains `{dump}`: {text}");
-    }
-    assert!(!text.trim().is_empty(), "{what} is empty");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_condition_and_event_text_is_words_naming_what_it_concerns() {

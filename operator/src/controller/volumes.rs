@@ -129,11 +129,9 @@ pub const STORAGE_CHANGE_REFUSED: &str = "StorageChangeRefused";
 /// The reason of a volume claim the API server would not expand.
 pub const VOLUME_EXPANSION_REFUSED: &str = "VolumeExpansionRefused";
 
-fn show(size: Option<quantity::Amount>) -> String {
-    match size {
-        Some(a) => format!("{a} bytes"),
-        None => "no size".into(),
-    }
+/// The size of a claim template as written in `sts`, e.g. `10Gi`.
+fn show(sts: &StatefulSet, template: &ClaimShape) -> String {
+    template_request(sts, template).unwrap_or_else(|| "no size".into())
 }
 
 fn class_text(class: &Option<String>) -> String {
@@ -234,8 +232,8 @@ impl Volume<'_> {
                 Some(format!(
                     "database {} cannot shrink its volume from {} to {}: volume claims only grow; set {field}.size back to at least the current size",
                     db.spec.name,
-                    show(h.size),
-                    show(w.size)
+                    show(&live, h),
+                    show(desired, w)
                 ))
             } else {
                 None
