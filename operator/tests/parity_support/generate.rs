@@ -178,19 +178,24 @@ cached! { fn path() -> String {
     }
 } }
 
-cached! { fn quantity() -> String {
+fn quantity_from(valid: &'static [&'static str]) -> SBoxedStrategy<String> {
     Adverse {
-        valid: select(&["100m", "250m", "1", "2", "0.5", "128Mi", "256Mi", "1Gi", "4Gi", "500M"][..]).prop_map(str::to_string).sboxed(),
+        valid: select(valid).prop_map(str::to_string).sboxed(),
         bad: prop_oneof![
             6 => select(QUANTITIES).prop_map(str::to_string),
             2 => "[+-]?[0-9]{0,20}(\\.[0-9]{0,5})?([numkMGTPE]|[KMGTPE]i|[eE][+-]?[0-9]{1,11})?",
             1 => adversarial(),
-        ].sboxed(),
+        ]
+        .sboxed(),
     }
-} }
+    .sboxed()
+}
+
+cached! { fn cpu() -> String { quantity_from(&["100m", "250m", "1", "2", "0.5", "1500m", "16"]) } }
+cached! { fn memory() -> String { quantity_from(&["128Mi", "256Mi", "1Gi", "4Gi", "500M", "2G", "1048576"]) } }
 
 cached! { fn amounts() -> ResourceAmounts {
-    (option::weighted(0.6, quantity()), option::weighted(0.6, quantity()))
+    (option::weighted(0.6, cpu()), option::weighted(0.6, memory()))
         .prop_map(|(cpu, memory)| ResourceAmounts { cpu, memory })
 } }
 
@@ -418,7 +423,7 @@ cached! { fn database() -> Database {
         option::weighted(
             0.6,
             (
-                option::of(prop_oneof![3 => select(&["1Gi", "10Gi", "0", "-1Gi", "0Gi", "256m", "1Ki", "0.5"][..]).prop_map(str::to_string), 2 => quantity()]),
+                option::of(prop_oneof![3 => select(&["1Gi", "10Gi", "0", "-1Gi", "0Gi", "256m", "1Ki", "0.5"][..]).prop_map(str::to_string), 2 => memory()]),
                 option::weighted(0.3, object_name()),
             )
                 .prop_map(|(size, storage_class_name)| Storage { size, storage_class_name }),

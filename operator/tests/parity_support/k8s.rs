@@ -40,7 +40,15 @@ impl Check<'_> {
             Some(f) if self.kind == "Deployment" || self.kind == "StatefulSet" => ("Pod", f.to_string()),
             _ => (self.kind, field.to_string()),
         };
-        let field = field.replace(".requests.", ".requests|limits.").replace(".limits.", ".requests|limits.");
+        let field = field
+            .replace("livenessProbe", "*Probe")
+            .replace("readinessProbe", "*Probe")
+            .replace("startupProbe", "*Probe");
+        let field = if field.starts_with("containers[].resources.") {
+            field.replace(".requests.", ".requests|limits.").replace(".limits.", ".requests|limits.")
+        } else {
+            field
+        };
         self.out.push(Violation {
             family: format!("{kind} {field}: {rule}"),
             value: v,

@@ -20,9 +20,12 @@ use serde_json::Value;
 
 pub use k8s::Violation;
 
-/// Every check of built objects: (a) core schemas, (b) ported field rules, (c) upstream CRDs.
+/// Every check of built objects: (a) core schemas (k8s-openapi's, always; kubernetes-validate's
+/// when installed), (b) ported field rules, (c) upstream CRDs.
 pub struct Checker {
     pub core: schemas::CoreSchemas,
+    /// kubernetes-validate's schemas, or why they are not here.
+    pub official: Result<schemas::OfficialSchemas, String>,
     /// The upstream CRDs, or why they are not here.
     pub third_party: Result<schemas::ThirdParty, String>,
 }
@@ -49,6 +52,7 @@ impl Checker {
     pub fn new() -> Self {
         Checker {
             core: schemas::CoreSchemas::new(),
+            official: schemas::official_dir().map(schemas::OfficialSchemas::load),
             third_party: schemas::third_party_dir().map(schemas::ThirdParty::load),
         }
     }
@@ -81,6 +85,9 @@ impl Checker {
         let mut out = Vec::new();
         for o in objects {
             let core = self.core.check(o, &mut out);
+            if let Ok(official) = &self.official {
+                official.check(o, &mut out);
+            }
             if !core && let Ok(tp) = &self.third_party {
                 tp.check(o, &mut out);
             }

@@ -243,3 +243,103 @@ fn drop_nulls(v: &mut Value) {
         _ => {}
     }
 }
+
+/// The version of kubernetes-validate's schemas the checks read: the Kubernetes release Keelson
+/// is judged on.
+const K8S_SCHEMA_VERSION: &str = "v1.36.0-local-strict";
+
+const OFFICIAL_FILES: [(&str, &str); 7] = [
+    ("Deployment", "deployment-apps-v1.json"),
+    ("StatefulSet", "statefulset-apps-v1.json"),
+    ("Service", "service-v1.json"),
+    ("Secret", "secret-v1.json"),
+    ("HorizontalPodAutoscaler", "horizontalpodautoscaler-autoscaling-v2.json"),
+    ("PodDisruptionBudget", "poddisruptionbudget-policy-v1.json"),
+    ("Ingress", "ingress-networking-v1.json"),
+];
+
+/// Where kubernetes-validate's strict JSON schemas are: `KEELSON_K8S_SCHEMAS`, else the
+/// repository's `.venv` (CI installs kubernetes-validate there from PyPI, for the chart tests).
+pub fn official_dir() -> Result<PathBuf, String> {
+    if let Ok(d) = std::env::var("KEELSON_K8S_SCHEMAS") {
+        let p = PathBuf::from(&d);
+        return if p.join("_definitions.json").is_file() {
+            Ok(p)
+        } else {
+            Err(format!("KEELSON_K8S_SCHEMAS={d} has no _definitions.json"))
+        };
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
+        entries.flatten().map(|e| {
+            e.path().join("site-packages/kubernetes_validate/kubernetes-json-schema").join(K8S_SCHEMA_VERSION)
+        })
+        .find(|p| p.join("_definitions.json").is_file())
+    });
+    found.ok_or_else(|| {
+        format!(
+            "kubernetes-validate's schemas ({K8S_SCHEMA_VERSION}) not found: `.venv/bin/pip install -r charts/tests/requirements.txt` or set KEELSON_K8S_SCHEMAS"
+        )
+    })
+}
+
+/// (a) kubernetes-validate's strict schemas (no unknown fields) of the core kinds.
+pub struct OfficialSchemas {
+    pub dir: PathBuf,
+    by_kind: BTreeMap<&'static str, jsonschema::Validator>,
+}
+
+fn local_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(rest) = r.strip_prefix("/api/_definitions.json")
+            {
+                *r = rest.to_string();
+            }
+            m.values_mut().for_each(local_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(local_refs),
+        _ => {}
+    }
+}
+
+impl OfficialSchemas {
+    pub fn load(dir: PathBuf) -> Self {
+        let read = |f: &str| -> Value {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"))
+        };
+        let defs = read("_definitions.json")["$defs"].clone();
+        let by_kind = OFFICIAL_FILES
+            .iter()
+            .map(|(kind, file)| {
+                let mut s = read(file);
+                local_refs(&mut s);
+                s.as_object_mut().expect("a schema object").insert("$defs".into(), defs.clone());
+                let v = jsonschema::options()
+                    .should_validate_formats(false)
+                    .build(&s)
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+                (*kind, v)
+            })
+            .collect();
+        OfficialSchemas { dir, by_kind }
+    }
+
+    pub fn check(&self, o: &Value, out: &mut Vec<Violation>) {
+        let kind = o["kind"].as_str().unwrap_or("");
+        if let Some(v) = self.by_kind.get(kind) {
+            for e in v.iter_errors(o) {
+                out.push(Violation {
+                    family: format!(
+                        "{kind} {}: kubernetes-validate schema ({})",
+                        generic_path(&e.instance_path().to_string()),
+                        short(&e.to_string().replace(&e.instance().to_string(), "value"))
+                    ),
+                    value: e.instance().to_string().chars().take(80).collect(),
+                });
+            }
+        }
+    }
+}
