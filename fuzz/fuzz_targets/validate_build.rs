@@ -36,7 +36,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // render's path: YAML documents, validate, build, and the YAML it prints.
-    for caps in [ApiCapabilities::ALL, ApiCapabilities { service_monitors: false, http_routes: false }] {
+    for caps in [
+        ApiCapabilities::ALL,
+        ApiCapabilities {
+            service_monitors: false,
+            http_routes: false,
+        },
+    ] {
         if let Ok(objects) = render::render_values(text, caps, creds) {
             let _ = render::to_yaml_stream(&objects);
         }

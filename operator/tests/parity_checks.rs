@@ -52,9 +52,11 @@ fn built(checker: &Checker, http_route: bool) -> Vec<Value> {
         "metadata": {"name": "shop", "namespace": "default"}, "spec": spec,
     }))
     .unwrap();
-    let objects = keelson::render::render_values(&text, ApiCapabilities::ALL, |_| keelson::build::Credentials {
-        password: "p".repeat(32),
-        admin_password: "a".repeat(32),
+    let objects = keelson::render::render_values(&text, ApiCapabilities::ALL, |_| {
+        keelson::build::Credentials {
+            password: "p".repeat(32),
+            admin_password: "a".repeat(32),
+        }
     })
     .expect("the baseline is valid");
     let v = checker.check_objects(&objects);
@@ -63,58 +65,277 @@ fn built(checker: &Checker, http_route: bool) -> Vec<Value> {
 }
 
 fn find<'a>(objects: &'a mut [Value], kind: &str) -> &'a mut Value {
-    objects.iter_mut().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind}"))
+    objects
+        .iter_mut()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
 }
 
 type Plant = fn(&mut [Value]);
 
 /// Each known fault, planted into built objects, and the words of the family that must catch it.
 const PLANTED: &[(&str, bool, Plant, &str)] = &[
-    ("port name of digits only", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = json!("8080"), "ports[].name: IsValidPortName"),
-    ("port name with --", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = json!("admin--tls"), "ports[].name: IsValidPortName"),
-    ("named target port", false, |o| find(o, "Service")["spec"]["ports"][0]["targetPort"] = json!("80"), "targetPort: IsValidPortName"),
-    ("probe port", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = json!("a--b"), "httpGet.port: ValidatePortNumOrName"),
-    ("Ingress path //", false, |o| find(o, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("/api//v2"), "must not contain"),
-    ("Ingress path /.", false, |o| find(o, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("/static/."), "cannot end with"),
-    ("Ingress host IP", false, |o| find(o, "Ingress")["spec"]["rules"][0]["host"] = json!("1.2.3.4"), "not an IP address"),
-    ("memory 256m", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = json!("256m"), "at least 1Mi"),
-    ("decimal exponent", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("1e1.5"), "ParseQuantity"),
-    ("negative quantity", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("-1"), "ValidateNonnegativeQuantity"),
-    ("request above limit by one", false, |o| {
-        let r = &mut find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"];
-        r["requests"]["memory"] = json!("1000000000000000001");
-        r["limits"]["memory"] = json!("1000000000000000000");
-    }, "must be less than or equal to the limit"),
-    ("huge negative exponent", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("1e-2147483648"), "parse cost"),
-    ("zero storage", false, |o| find(o, "StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = json!("0"), "greater than zero"),
-    ("image with whitespace", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] = json!(" nginx"), "whitespace"),
-    ("annotations over 256 KiB", false, |o| find(o, "Ingress")["metadata"]["annotations"] = json!({"a": "v".repeat(270_000)}), "TotalAnnotationSizeLimitB"),
-    ("Secret key ref name", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] = json!("My_Secret"), "secretKeyRef.name"),
-    ("Secret key ref key", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["key"] = json!("..a"), "IsConfigMapKey"),
-    ("ServiceAccount name", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] = json!("Web_SA"), "serviceAccountName"),
-    ("StorageClass name", false, |o| find(o, "StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = json!("Fast_SSD"), "storageClassName"),
-    ("IngressClass name", false, |o| find(o, "Ingress")["spec"]["ingressClassName"] = json!("My_Class"), "ingressClassName"),
-    ("TLS Secret name", false, |o| find(o, "Ingress")["spec"]["tls"][0]["secretName"] = json!("a..b"), "tls[].secretName"),
-    ("annotation key", false, |o| find(o, "Ingress")["metadata"]["annotations"] = json!({"a/b/c": "x"}), "annotations key"),
-    ("label value", false, |o| find(o, "Service")["metadata"]["labels"]["app.kubernetes.io/name"] = json!("a".repeat(64)), "IsValidLabelValue"),
-    ("17 HTTPRoute rules", true, |o| {
-        let r = &mut find(o, "HTTPRoute")["spec"]["rules"];
-        let one = r[0].clone();
-        *r = json!((0..17).map(|i| { let mut x = one.clone(); x["matches"][0]["path"]["value"] = json!(format!("/p{i}")); x }).collect::<Vec<_>>());
-    }, "HTTPRoute spec.rules"),
-    ("HTTPRoute path //", true, |o| find(o, "HTTPRoute")["spec"]["rules"][0]["matches"][0]["path"]["value"] = json!("/api//v2"), "HTTPRoute spec.rules[].matches[].path"),
-    ("duplicate parentRefs", true, |o| {
-        let p = &mut find(o, "HTTPRoute")["spec"]["parentRefs"];
-        p[0] = json!({"name": "public"});
-        let first = p[0].clone();
-        p.as_array_mut().unwrap().push(first);
-    }, "HTTPRoute spec.parentRefs"),
-    ("parentRef namespace pattern", true, |o| find(o, "HTTPRoute")["spec"]["parentRefs"][0]["namespace"] = json!("Infra_NS"), "HTTPRoute spec.parentRefs[].namespace"),
-    ("ServiceMonitor interval", false, |o| find(o, "ServiceMonitor")["spec"]["endpoints"][0]["interval"] = json!("30 s"), "ServiceMonitor spec.endpoints[].interval"),
-    ("unknown field (k8s-openapi schema)", false, |o| find(o, "Deployment")["spec"]["replicaz"] = json!(1), "OpenAPI schema"),
-    ("unknown field (kubernetes-validate)", false, |o| find(o, "Deployment")["spec"]["replicaz"] = json!(1), "kubernetes-validate schema"),
-    ("wrong type (kubernetes-validate)", false, |o| find(o, "Service")["spec"]["ports"][0]["port"] = json!("80"), "kubernetes-validate schema"),
-    ("render output with a tab block scalar", false, |o| find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["\n\ta"]), "render output"),
+    (
+        "port name of digits only",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] =
+                json!("8080")
+        },
+        "ports[].name: IsValidPortName",
+    ),
+    (
+        "port name with --",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] =
+                json!("admin--tls")
+        },
+        "ports[].name: IsValidPortName",
+    ),
+    (
+        "named target port",
+        false,
+        |o| find(o, "Service")["spec"]["ports"][0]["targetPort"] = json!("80"),
+        "targetPort: IsValidPortName",
+    ),
+    (
+        "probe port",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+                ["port"] = json!("a--b")
+        },
+        "httpGet.port: ValidatePortNumOrName",
+    ),
+    (
+        "Ingress path //",
+        false,
+        |o| find(o, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("/api//v2"),
+        "must not contain",
+    ),
+    (
+        "Ingress path /.",
+        false,
+        |o| find(o, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("/static/."),
+        "cannot end with",
+    ),
+    (
+        "Ingress host IP",
+        false,
+        |o| find(o, "Ingress")["spec"]["rules"][0]["host"] = json!("1.2.3.4"),
+        "not an IP address",
+    ),
+    (
+        "memory 256m",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+                ["memory"] = json!("256m")
+        },
+        "at least 1Mi",
+    ),
+    (
+        "decimal exponent",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+                ["cpu"] = json!("1e1.5")
+        },
+        "ParseQuantity",
+    ),
+    (
+        "negative quantity",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+                ["cpu"] = json!("-1")
+        },
+        "ValidateNonnegativeQuantity",
+    ),
+    (
+        "request above limit by one",
+        false,
+        |o| {
+            let r = &mut find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"];
+            r["requests"]["memory"] = json!("1000000000000000001");
+            r["limits"]["memory"] = json!("1000000000000000000");
+        },
+        "must be less than or equal to the limit",
+    ),
+    (
+        "huge negative exponent",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+                ["cpu"] = json!("1e-2147483648")
+        },
+        "parse cost",
+    ),
+    (
+        "zero storage",
+        false,
+        |o| {
+            find(o, "StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
+                ["storage"] = json!("0")
+        },
+        "greater than zero",
+    ),
+    (
+        "image with whitespace",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] =
+                json!(" nginx")
+        },
+        "whitespace",
+    ),
+    (
+        "annotations over 256 KiB",
+        false,
+        |o| find(o, "Ingress")["metadata"]["annotations"] = json!({"a": "v".repeat(270_000)}),
+        "TotalAnnotationSizeLimitB",
+    ),
+    (
+        "Secret key ref name",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]
+                ["secretKeyRef"]["name"] = json!("My_Secret")
+        },
+        "secretKeyRef.name",
+    ),
+    (
+        "Secret key ref key",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]
+                ["secretKeyRef"]["key"] = json!("..a")
+        },
+        "IsConfigMapKey",
+    ),
+    (
+        "ServiceAccount name",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] =
+                json!("Web_SA")
+        },
+        "serviceAccountName",
+    ),
+    (
+        "StorageClass name",
+        false,
+        |o| {
+            find(o, "StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] =
+                json!("Fast_SSD")
+        },
+        "storageClassName",
+    ),
+    (
+        "IngressClass name",
+        false,
+        |o| find(o, "Ingress")["spec"]["ingressClassName"] = json!("My_Class"),
+        "ingressClassName",
+    ),
+    (
+        "TLS Secret name",
+        false,
+        |o| find(o, "Ingress")["spec"]["tls"][0]["secretName"] = json!("a..b"),
+        "tls[].secretName",
+    ),
+    (
+        "annotation key",
+        false,
+        |o| find(o, "Ingress")["metadata"]["annotations"] = json!({"a/b/c": "x"}),
+        "annotations key",
+    ),
+    (
+        "label value",
+        false,
+        |o| {
+            find(o, "Service")["metadata"]["labels"]["app.kubernetes.io/name"] =
+                json!("a".repeat(64))
+        },
+        "IsValidLabelValue",
+    ),
+    (
+        "17 HTTPRoute rules",
+        true,
+        |o| {
+            let r = &mut find(o, "HTTPRoute")["spec"]["rules"];
+            let one = r[0].clone();
+            *r = json!(
+                (0..17)
+                    .map(|i| {
+                        let mut x = one.clone();
+                        x["matches"][0]["path"]["value"] = json!(format!("/p{i}"));
+                        x
+                    })
+                    .collect::<Vec<_>>()
+            );
+        },
+        "HTTPRoute spec.rules",
+    ),
+    (
+        "HTTPRoute path //",
+        true,
+        |o| {
+            find(o, "HTTPRoute")["spec"]["rules"][0]["matches"][0]["path"]["value"] =
+                json!("/api//v2")
+        },
+        "HTTPRoute spec.rules[].matches[].path",
+    ),
+    (
+        "duplicate parentRefs",
+        true,
+        |o| {
+            let p = &mut find(o, "HTTPRoute")["spec"]["parentRefs"];
+            p[0] = json!({"name": "public"});
+            let first = p[0].clone();
+            p.as_array_mut().unwrap().push(first);
+        },
+        "HTTPRoute spec.parentRefs",
+    ),
+    (
+        "parentRef namespace pattern",
+        true,
+        |o| find(o, "HTTPRoute")["spec"]["parentRefs"][0]["namespace"] = json!("Infra_NS"),
+        "HTTPRoute spec.parentRefs[].namespace",
+    ),
+    (
+        "ServiceMonitor interval",
+        false,
+        |o| find(o, "ServiceMonitor")["spec"]["endpoints"][0]["interval"] = json!("30 s"),
+        "ServiceMonitor spec.endpoints[].interval",
+    ),
+    (
+        "unknown field (k8s-openapi schema)",
+        false,
+        |o| find(o, "Deployment")["spec"]["replicaz"] = json!(1),
+        "OpenAPI schema",
+    ),
+    (
+        "unknown field (kubernetes-validate)",
+        false,
+        |o| find(o, "Deployment")["spec"]["replicaz"] = json!(1),
+        "kubernetes-validate schema",
+    ),
+    (
+        "wrong type (kubernetes-validate)",
+        false,
+        |o| find(o, "Service")["spec"]["ports"][0]["port"] = json!("80"),
+        "kubernetes-validate schema",
+    ),
+    (
+        "render output with a tab block scalar",
+        false,
+        |o| {
+            find(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"] =
+                json!(["\n\ta"])
+        },
+        "render output",
+    ),
 ];
 
 #[test]
@@ -127,7 +348,9 @@ fn checks_catch_each_known_fault() {
             skipped.push(format!("{what}: {why}"));
             continue;
         }
-        if family.contains("kubernetes-validate") && let Err(why) = &checker.official {
+        if family.contains("kubernetes-validate")
+            && let Err(why) = &checker.official
+        {
             skipped.push(format!("{what}: {why}"));
             continue;
         }
@@ -161,37 +384,98 @@ fn generators_reach_every_example_of_the_issue() {
     }
     fn any_quantity(a: &generate::GeneratedApp, f: fn(&str) -> bool) -> bool {
         resources(a).any(|r| {
-            [&r.requests, &r.limits].into_iter().flatten().any(|x| {
-                x.cpu.as_deref().is_some_and(f) || x.memory.as_deref().is_some_and(f)
-            })
+            [&r.requests, &r.limits]
+                .into_iter()
+                .flatten()
+                .any(|x| x.cpu.as_deref().is_some_and(f) || x.memory.as_deref().is_some_and(f))
         })
     }
     fn ports(a: &generate::GeneratedApp, name: &str) -> bool {
-        a.spec.services.iter().any(|s| s.ports.iter().any(|p| p.name == name))
+        a.spec
+            .services
+            .iter()
+            .any(|s| s.ports.iter().any(|p| p.name == name))
     }
     fn paths(a: &generate::GeneratedApp, p: &str) -> bool {
-        a.spec.gateway.as_ref().is_some_and(|g| g.routes.iter().any(|r| r.path.starts_with(p)))
+        a.spec
+            .gateway
+            .as_ref()
+            .is_some_and(|g| g.routes.iter().any(|r| r.path.starts_with(p)))
     }
     let examples: &[(&str, Pred)] = &[
-        ("17 routes with parentRefs", |a| a.spec.gateway.as_ref().is_some_and(|g| !g.parent_refs.is_empty() && g.routes.len() >= 17)),
+        ("17 routes with parentRefs", |a| {
+            a.spec
+                .gateway
+                .as_ref()
+                .is_some_and(|g| !g.parent_refs.is_empty() && g.routes.len() >= 17)
+        }),
         ("port name 8080", |a| ports(a, "8080")),
         ("port name admin--tls", |a| ports(a, "admin--tls")),
         ("path /api//v2", |a| paths(a, "/api//v2")),
         ("path /static/.", |a| paths(a, "/static/.")),
-        ("memory 256m", |a| resources(a).any(|r| [&r.requests, &r.limits].into_iter().flatten().any(|x| x.memory.as_deref() == Some("256m")))),
+        ("memory 256m", |a| {
+            resources(a).any(|r| {
+                [&r.requests, &r.limits]
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x.memory.as_deref() == Some("256m"))
+            })
+        }),
         ("quantity 1e1.5", |a| any_quantity(a, |q| q == "1e1.5")),
-        ("negative quantity", |a| any_quantity(a, |q| q.starts_with('-'))),
-        ("request 1000000000000000001 with limit 1000000000000000000", |a| resources(a).any(|r| pair(r, "1000000000000000001", "1000000000000000000"))),
-        ("quantity 1e-2147483648", |a| any_quantity(a, |q| q == "1e-2147483648")),
-        ("zero storage", |a| a.spec.databases.iter().any(|d| d.storage.as_ref().and_then(|s| s.size.as_deref()) == Some("0"))),
-        ("image with whitespace", |a| a.spec.services.iter().any(|s| s.image.trim() != s.image)),
-        ("annotations over 256 KiB", |a| a.spec.gateway.as_ref().is_some_and(|g| g.annotations.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > 256 * 1024)),
-        ("duplicate parentRefs", |a| a.spec.gateway.as_ref().is_some_and(|g| g.parent_refs.iter().enumerate().any(|(i, p)| g.parent_refs[..i].contains(p)))),
-        ("env value on", |a| a.spec.services.iter().any(|s| s.env.iter().any(|e| e.value.as_deref() == Some("on")))),
-        ("env value with a tab after a newline", |a| a.spec.services.iter().any(|s| s.env.iter().any(|e| e.value.as_deref() == Some("\n\ta")))),
+        ("negative quantity", |a| {
+            any_quantity(a, |q| q.starts_with('-'))
+        }),
+        (
+            "request 1000000000000000001 with limit 1000000000000000000",
+            |a| resources(a).any(|r| pair(r, "1000000000000000001", "1000000000000000000")),
+        ),
+        ("quantity 1e-2147483648", |a| {
+            any_quantity(a, |q| q == "1e-2147483648")
+        }),
+        ("zero storage", |a| {
+            a.spec
+                .databases
+                .iter()
+                .any(|d| d.storage.as_ref().and_then(|s| s.size.as_deref()) == Some("0"))
+        }),
+        ("image with whitespace", |a| {
+            a.spec.services.iter().any(|s| s.image.trim() != s.image)
+        }),
+        ("annotations over 256 KiB", |a| {
+            a.spec.gateway.as_ref().is_some_and(|g| {
+                g.annotations
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                    > 256 * 1024
+            })
+        }),
+        ("duplicate parentRefs", |a| {
+            a.spec.gateway.as_ref().is_some_and(|g| {
+                g.parent_refs
+                    .iter()
+                    .enumerate()
+                    .any(|(i, p)| g.parent_refs[..i].contains(p))
+            })
+        }),
+        ("env value on", |a| {
+            a.spec
+                .services
+                .iter()
+                .any(|s| s.env.iter().any(|e| e.value.as_deref() == Some("on")))
+        }),
+        ("env value with a tab after a newline", |a| {
+            a.spec
+                .services
+                .iter()
+                .any(|s| s.env.iter().any(|e| e.value.as_deref() == Some("\n\ta")))
+        }),
     ];
     let mut found = vec![0u32; examples.len()];
-    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]));
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
     let strategy = generate::application();
     let n = 4_000;
     for _ in 0..n {
@@ -205,8 +489,16 @@ fn generators_reach_every_example_of_the_issue() {
     for ((what, _), count) in examples.iter().zip(&found) {
         say!("parity generators: {what}: {count} of {n}");
     }
-    let missing: Vec<&str> = examples.iter().zip(&found).filter(|(_, c)| **c == 0).map(|((w, _), _)| *w).collect();
-    assert!(missing.is_empty(), "the generators never produce: {missing:?}");
+    let missing: Vec<&str> = examples
+        .iter()
+        .zip(&found)
+        .filter(|(_, c)| **c == 0)
+        .map(|((w, _), _)| *w)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the generators never produce: {missing:?}"
+    );
 }
 
 /// Case files that Keelson accepts today although what it builds breaks a rule; delete an entry
@@ -231,29 +523,39 @@ const KNOWN_CASE_GAPS: &[&str] = &[
 
 #[test]
 fn each_parity_case_is_refused_or_builds_valid_objects() {
-    let dir = std::env::var("KEELSON_PARITY_CASES_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        ["../shared/cases/parity", "../../shared/cases/parity"]
-            .iter()
-            .map(|p| repo.join(p))
-            .find(|p| p.is_dir())
-            .unwrap_or_default()
-    });
+    let dir = std::env::var("KEELSON_PARITY_CASES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            ["../shared/cases/parity", "../../shared/cases/parity"]
+                .iter()
+                .map(|p| repo.join(p))
+                .find(|p| p.is_dir())
+                .unwrap_or_default()
+        });
     if !dir.is_dir() {
-        say!("parity cases SKIPPED: no shared/cases/parity beside the repository (or KEELSON_PARITY_CASES_DIR)");
+        say!(
+            "parity cases SKIPPED: no shared/cases/parity beside the repository (or KEELSON_PARITY_CASES_DIR)"
+        );
         return;
     }
     let checker = Checker::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     files.sort();
     assert!(!files.is_empty());
     let mut failing = Vec::new();
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(f).unwrap();
-        let objects = match keelson::render::render_values(&text, ApiCapabilities::ALL, |_| keelson::build::Credentials {
-            password: "p".repeat(32),
-            admin_password: "a".repeat(32),
+        let objects = match keelson::render::render_values(&text, ApiCapabilities::ALL, |_| {
+            keelson::build::Credentials {
+                password: "p".repeat(32),
+                admin_password: "a".repeat(32),
+            }
         }) {
             Err(_) => continue,
             Ok(o) => o,
@@ -267,8 +569,20 @@ fn each_parity_case_is_refused_or_builds_valid_objects() {
             }
         }
     }
-    let new: Vec<&String> = failing.iter().filter(|f| !KNOWN_CASE_GAPS.contains(&f.as_str())).collect();
-    let gone: Vec<&&str> = KNOWN_CASE_GAPS.iter().filter(|g| !failing.iter().any(|f| f == *g)).collect();
-    assert!(new.is_empty(), "accepted case files whose objects break a rule: {new:?}");
-    assert!(gone.is_empty(), "these case files are now refused or valid: remove them from KNOWN_CASE_GAPS: {gone:?}");
+    let new: Vec<&String> = failing
+        .iter()
+        .filter(|f| !KNOWN_CASE_GAPS.contains(&f.as_str()))
+        .collect();
+    let gone: Vec<&&str> = KNOWN_CASE_GAPS
+        .iter()
+        .filter(|g| !failing.iter().any(|f| f == *g))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "accepted case files whose objects break a rule: {new:?}"
+    );
+    assert!(
+        gone.is_empty(),
+        "these case files are now refused or valid: remove them from KNOWN_CASE_GAPS: {gone:?}"
+    );
 }

@@ -11,17 +11,10 @@
 
 mod parity_support;
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::BTreeMap, io::Write, sync::Mutex, time::Instant};
 
 use parity_support::{Checker, Outcome, generate};
-use proptest::{
-    test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner},
-};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 /// Families of faults Keelson has today: Applications it accepts whose objects the API server (or
 /// the target CRD) rejects. Each entry is one family as the checks name it. The test fails when a
@@ -129,8 +122,13 @@ fn app_yaml(app: &generate::GeneratedApp) -> String {
 fn accepted_applications_build_objects_the_api_server_accepts() {
     let checker = Checker::new();
     match &checker.official {
-        Ok(o) => say!("parity (a): kubernetes-validate schemas from {}", o.dir.display()),
-        Err(why) => say!("parity (a) kubernetes-validate SKIPPED (k8s-openapi schemas still checked): {why}"),
+        Ok(o) => say!(
+            "parity (a): kubernetes-validate schemas from {}",
+            o.dir.display()
+        ),
+        Err(why) => say!(
+            "parity (a) kubernetes-validate SKIPPED (k8s-openapi schemas still checked): {why}"
+        ),
     }
     match &checker.third_party {
         Ok(tp) => {
@@ -222,7 +220,11 @@ fn accepted_applications_build_objects_the_api_server_accepts() {
         }
     }
     for (name, f) in &st.families {
-        say!("parity family ({} cases): {name}  e.g. {:?}", f.count, f.value);
+        say!(
+            "parity family ({} cases): {name}  e.g. {:?}",
+            f.count,
+            f.value
+        );
     }
     if let Some(path) = &report {
         let mut out = String::from("# Families found by the parity property test\n\n");

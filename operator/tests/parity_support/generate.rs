@@ -39,12 +39,83 @@ pub struct GeneratedApp {
 
 /// Strings that break one rule or another, shared by every free-text field.
 pub const ADVERSARIAL: &[&str] = &[
-    "", " ", "\t", "\n", "a b", " a", "a ", "a\u{a0}", "\u{3000}a", "\u{85}", "\u{feff}a",
-    "\u{200b}", "ü", "日本", "🦀", "Ab", "A", "-a", "a-", "a--b", "--", "0", "1", "80", "8080",
-    "007", "a.b", "a..b", ".", "..", "..a", ".a", "a.", "a/b", "a//b", "/a", "a%2Fb", "%2f", "*",
-    "*.a", "a_b", "a:b", "a=b", "on", "off", "yes", "no", "y", "n", "~", "null", "true", "false",
-    "010", "0x1F", "1_000", "1e3", ".inf", "\n\ta", "\ta", "a\n", "\r\n", "#a", "&a", "*a", "!a",
-    "{a}", "[a]", "- a", "a: b", "'a'", "\"a\"", "\\", "\u{0}", "\u{7f}", "%", "a\u{301}",
+    "",
+    " ",
+    "\t",
+    "\n",
+    "a b",
+    " a",
+    "a ",
+    "a\u{a0}",
+    "\u{3000}a",
+    "\u{85}",
+    "\u{feff}a",
+    "\u{200b}",
+    "ü",
+    "日本",
+    "🦀",
+    "Ab",
+    "A",
+    "-a",
+    "a-",
+    "a--b",
+    "--",
+    "0",
+    "1",
+    "80",
+    "8080",
+    "007",
+    "a.b",
+    "a..b",
+    ".",
+    "..",
+    "..a",
+    ".a",
+    "a.",
+    "a/b",
+    "a//b",
+    "/a",
+    "a%2Fb",
+    "%2f",
+    "*",
+    "*.a",
+    "a_b",
+    "a:b",
+    "a=b",
+    "on",
+    "off",
+    "yes",
+    "no",
+    "y",
+    "n",
+    "~",
+    "null",
+    "true",
+    "false",
+    "010",
+    "0x1F",
+    "1_000",
+    "1e3",
+    ".inf",
+    "\n\ta",
+    "\ta",
+    "a\n",
+    "\r\n",
+    "#a",
+    "&a",
+    "*a",
+    "!a",
+    "{a}",
+    "[a]",
+    "- a",
+    "a: b",
+    "'a'",
+    "\"a\"",
+    "\\",
+    "\u{0}",
+    "\u{7f}",
+    "%",
+    "a\u{301}",
 ];
 
 cached! { fn adversarial() -> String {
@@ -63,7 +134,11 @@ fn field(valid: &'static str, special: &'static [&'static str]) -> SBoxedStrateg
     } else {
         prop_oneof![2 => adversarial(), 3 => select(special).prop_map(str::to_string)].sboxed()
     };
-    Adverse { valid: valid.prop_map(|v: String| v).sboxed(), bad }.sboxed()
+    Adverse {
+        valid: valid.prop_map(|v: String| v).sboxed(),
+        bad,
+    }
+    .sboxed()
 }
 
 thread_local! {
@@ -83,7 +158,10 @@ impl<T: std::fmt::Debug + 'static> Strategy for Adverse<T> {
     type Tree = Box<dyn proptest::strategy::ValueTree<Value = T>>;
     type Value = T;
 
-    fn new_tree(&self, runner: &mut proptest::test_runner::TestRunner) -> proptest::strategy::NewTree<Self> {
+    fn new_tree(
+        &self,
+        runner: &mut proptest::test_runner::TestRunner,
+    ) -> proptest::strategy::NewTree<Self> {
         if runner.rng().next_u32() % 1000 < ADVERSITY.get() {
             self.bad.new_tree(runner)
         } else {
@@ -93,27 +171,128 @@ impl<T: std::fmt::Debug + 'static> Strategy for Adverse<T> {
 }
 
 const PORT_NAMES: &[&str] = &[
-    "8080", "80", "1", "admin--tls", "-a", "a-", "h2c", "a1", "1a", "x-y-z", "abcdefghijklmno",
-    "abcdefghijklmnop", "HTTP", "http_2", "grpc-web",
+    "8080",
+    "80",
+    "1",
+    "admin--tls",
+    "-a",
+    "a-",
+    "h2c",
+    "a1",
+    "1a",
+    "x-y-z",
+    "abcdefghijklmno",
+    "abcdefghijklmnop",
+    "HTTP",
+    "http_2",
+    "grpc-web",
 ];
 const PATHS: &[&str] = &[
-    "/api//v2", "/static/.", "/a/./b", "/a/../b", "/a%2Fb", "/a%2fb", "/..", "/a/..", "/a/.",
-    "/a#b", "/a?b", "/ü", "/a\"b", "/a'b", "/a|b", "/a^b", "/a`b", "/a\\b", "/a[b]", "/~a", "/a:b",
-    "/a@b", "/$", "/a*", "//", "/.", "/%", "/%zz", "/%41", "/a%", "/a<b>", "/\u{7f}", "/a\u{a0}",
+    "/api//v2",
+    "/static/.",
+    "/a/./b",
+    "/a/../b",
+    "/a%2Fb",
+    "/a%2fb",
+    "/..",
+    "/a/..",
+    "/a/.",
+    "/a#b",
+    "/a?b",
+    "/ü",
+    "/a\"b",
+    "/a'b",
+    "/a|b",
+    "/a^b",
+    "/a`b",
+    "/a\\b",
+    "/a[b]",
+    "/~a",
+    "/a:b",
+    "/a@b",
+    "/$",
+    "/a*",
+    "//",
+    "/.",
+    "/%",
+    "/%zz",
+    "/%41",
+    "/a%",
+    "/a<b>",
+    "/\u{7f}",
+    "/a\u{a0}",
 ];
 const HOSTS: &[&str] = &[
-    "*.example.com", "1.2.3.4", "127.0.0.1", "a", "xn--bcher-kva.example", "a-.com", "0.com",
+    "*.example.com",
+    "1.2.3.4",
+    "127.0.0.1",
+    "a",
+    "xn--bcher-kva.example",
+    "a-.com",
+    "0.com",
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com",
 ];
 /// Quantities: valid ones, typos and the API server's corner cases.
 pub const QUANTITIES: &[&str] = &[
-    "100m", "250m", "1", "2", "0.5", "128Mi", "256Mi", "1Gi", "10Gi", "500M", "1G", "256m", "1e1.5",
-    "1e.5", "1e1.", "-1", "-100m", "-1Gi", "0", "0.0", "1000000000000000001",
-    "1000000000000000000", "999999999999999999", "1e-2147483648", "1e2147483647", "1e-9",
-    "1e-10", "1n", "1u", "1.5n", "0.0001", "1001", "1000", "1e3", "1E3", "1e+3", "+1", "1.", ".5",
-    "9223372036854775807", "9223372036854775808", "1e19", "1Ei", "8Ei", "1k", "1Ki", "1023",
-    "1048575", "1048576", "1Mi", "0.9Mi", "+.5", "1e18", "1e-18", "1e100", "1e-100", "1e101",
-    "1000001m", "1000000m",
+    "100m",
+    "250m",
+    "1",
+    "2",
+    "0.5",
+    "128Mi",
+    "256Mi",
+    "1Gi",
+    "10Gi",
+    "500M",
+    "1G",
+    "256m",
+    "1e1.5",
+    "1e.5",
+    "1e1.",
+    "-1",
+    "-100m",
+    "-1Gi",
+    "0",
+    "0.0",
+    "1000000000000000001",
+    "1000000000000000000",
+    "999999999999999999",
+    "1e-2147483648",
+    "1e2147483647",
+    "1e-9",
+    "1e-10",
+    "1n",
+    "1u",
+    "1.5n",
+    "0.0001",
+    "1001",
+    "1000",
+    "1e3",
+    "1E3",
+    "1e+3",
+    "+1",
+    "1.",
+    ".5",
+    "9223372036854775807",
+    "9223372036854775808",
+    "1e19",
+    "1Ei",
+    "8Ei",
+    "1k",
+    "1Ki",
+    "1023",
+    "1048575",
+    "1048576",
+    "1Mi",
+    "0.9Mi",
+    "+.5",
+    "1e18",
+    "1e-18",
+    "1e100",
+    "1e-100",
+    "1e101",
+    "1000001m",
+    "1000000m",
 ];
 /// Request and limit pairs that differ in the last digit or only in notation.
 const QUANTITY_PAIRS: &[(&str, &str)] = &[
@@ -127,23 +306,65 @@ const QUANTITY_PAIRS: &[(&str, &str)] = &[
     ("1e-10", "1n"),
 ];
 const IMAGES: &[&str] = &[
-    " nginx:1.27", "nginx:1.27 ", "nginx:1.27\n", "\tnginx", "nginx\u{a0}", "\u{3000}nginx", " ",
-    "NGINX", "a b", "nginx:1.27\u{85}", "\u{200b}nginx",
+    " nginx:1.27",
+    "nginx:1.27 ",
+    "nginx:1.27\n",
+    "\tnginx",
+    "nginx\u{a0}",
+    "\u{3000}nginx",
+    " ",
+    "NGINX",
+    "a b",
+    "nginx:1.27\u{85}",
+    "\u{200b}nginx",
 ];
-const ENV_NAMES: &[&str] = &["1A", "a=b", "a b", "-a", ".a", "_a", "ü", "A.B", "a-b", "A\n", "PATH"];
+const ENV_NAMES: &[&str] = &[
+    "1A", "a=b", "a b", "-a", ".a", "_a", "ü", "A.B", "a-b", "A\n", "PATH",
+];
 const YAMLISH: &[&str] = &[
     "on", "off", "yes", "no", "y", "n", "Y", "~", "null", "true", "010", "0x10", "1_000", "1e3",
-    "\n\ta", "\ta", "a: b", "- a", "#a", "", "0o17", "1:20", ".NaN", "=", "<<", "|", ">", "'", "\"",
+    "\n\ta", "\ta", "a: b", "- a", "#a", "", "0o17", "1:20", ".NaN", "=", "<<", "|", ">", "'",
+    "\"",
 ];
 const OBJECT_NAMES: &[&str] = &[
-    "My_Secret", "a..b", "-a", "a.", ".a", "a_b", "A", "ü", "a/b", "a b", "a.b-c", "0",
+    "My_Secret",
+    "a..b",
+    "-a",
+    "a.",
+    ".a",
+    "a_b",
+    "A",
+    "ü",
+    "a/b",
+    "a b",
+    "a.b-c",
+    "0",
 ];
-const KEYS: &[&str] = &[".", "..", "..a", "a/b", "a b", "a:b", "ü", ".a", "a..b", "-", "_", "A"];
+const KEYS: &[&str] = &[
+    ".", "..", "..a", "a/b", "a b", "a:b", "ü", ".a", "a..b", "-", "_", "A",
+];
 const ANNOTATION_KEYS: &[&str] = &[
-    "a/b/c", "/a", "Example.com/A", "kubernetes.io/", "-a", "a b", "ü", "a_b/c", "a.b/-c",
+    "a/b/c",
+    "/a",
+    "Example.com/A",
+    "kubernetes.io/",
+    "-a",
+    "a b",
+    "ü",
+    "a_b/c",
+    "a.b/-c",
     "example.com/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 ];
-const DURATIONS: &[&str] = &["0", "1y", "1ms", "999999999999h", "1m30s", "0s", "1w2d", "30"];
+const DURATIONS: &[&str] = &[
+    "0",
+    "1y",
+    "1ms",
+    "999999999999h",
+    "1m30s",
+    "0s",
+    "1w2d",
+    "30",
+];
 const VERSIONS: &[&str] = &["0", "1.2.3", "9999999999999999", "01", "16.0", "8.4.99"];
 const SECTION_NAMES: &[&str] = &["HTTPS", "a_b", "a.b", "a..b", "-a", "https-1"];
 
@@ -293,17 +514,24 @@ fn probe(ports: Vec<String>) -> impl Strategy<Value = ProbeSpec> {
         10 => vec(command_word(), 1..3).prop_map(|command| (None, None, Some(ExecProbe { command }))),
     ];
     let secs = |lo: i32| option::weighted(0.3, prop_oneof![5 => lo..=60, 1 => lo..=3600]);
-    (handler, secs(0), secs(1), secs(1), option::weighted(0.3, 1..=100i32)).prop_map(
-        |((http_get, tcp_socket, exec), initial, period, timeout, failure)| ProbeSpec {
-            http_get,
-            tcp_socket,
-            exec,
-            initial_delay_seconds: initial,
-            period_seconds: period,
-            timeout_seconds: timeout,
-            failure_threshold: failure,
-        },
+    (
+        handler,
+        secs(0),
+        secs(1),
+        secs(1),
+        option::weighted(0.3, 1..=100i32),
     )
+        .prop_map(
+            |((http_get, tcp_socket, exec), initial, period, timeout, failure)| ProbeSpec {
+                http_get,
+                tcp_socket,
+                exec,
+                initial_delay_seconds: initial,
+                period_seconds: period,
+                timeout_seconds: timeout,
+                failure_threshold: failure,
+            },
+        )
 }
 
 cached! { fn scaling() -> Scaling {
@@ -391,7 +619,11 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
             option::weighted(0.4, probe(names.clone())),
             option::weighted(0.2, probe(names.clone())),
         )
-            .prop_map(|(liveness, readiness, startup)| Probes { liveness, readiness, startup });
+            .prop_map(|(liveness, readiness, startup)| Probes {
+                liveness,
+                readiness,
+                startup,
+            });
         let metrics = if names.is_empty() {
             Just(None).boxed()
         } else {
@@ -402,7 +634,11 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
                     option::of(metrics_path()),
                     option::of(interval()),
                 )
-                    .prop_map(|(port, path, interval)| MetricsSpec { port, path, interval }),
+                    .prop_map(|(port, path, interval)| MetricsSpec {
+                        port,
+                        path,
+                        interval,
+                    }),
             )
             .boxed()
         };
@@ -502,8 +738,13 @@ fn routes(services: Vec<ServiceSpec>) -> impl Strategy<Value = Vec<Route>> {
     let route = (path(), any::<Index>(), any::<Index>(), 0..20u8, port_name()).prop_map(
         move |(path, svc, port, how, other_port)| {
             // Mostly a service with ports: a route to one without is refused.
-            let with_ports: Vec<&ServiceSpec> = services.iter().filter(|s| !s.ports.is_empty()).collect();
-            let s = if how < 19 && !with_ports.is_empty() { *svc.get(&with_ports) } else { svc.get(&services) };
+            let with_ports: Vec<&ServiceSpec> =
+                services.iter().filter(|s| !s.ports.is_empty()).collect();
+            let s = if how < 19 && !with_ports.is_empty() {
+                *svc.get(&with_ports)
+            } else {
+                svc.get(&services)
+            };
             let port = match how {
                 0..=11 => None,
                 12..=18 if !s.ports.is_empty() => Some(port.get(&s.ports).name.clone()),
@@ -516,17 +757,18 @@ fn routes(services: Vec<ServiceSpec>) -> impl Strategy<Value = Vec<Route>> {
             }
         },
     );
-    n.prop_flat_map(move |n| vec(route.clone(), n)).prop_map(|mut rs| {
-        // Distinct paths (duplicates are refused, which tells nothing).
-        let mut seen = BTreeSet::new();
-        for (i, r) in rs.iter_mut().enumerate() {
-            if !seen.insert(r.path.clone()) {
-                r.path = format!("{}/r{i}", r.path.trim_end_matches('/'));
-                seen.insert(r.path.clone());
+    n.prop_flat_map(move |n| vec(route.clone(), n))
+        .prop_map(|mut rs| {
+            // Distinct paths (duplicates are refused, which tells nothing).
+            let mut seen = BTreeSet::new();
+            for (i, r) in rs.iter_mut().enumerate() {
+                if !seen.insert(r.path.clone()) {
+                    r.path = format!("{}/r{i}", r.path.trim_end_matches('/'));
+                    seen.insert(r.path.clone());
+                }
             }
-        }
-        rs
-    })
+            rs
+        })
 }
 
 fn dedupe(names: impl Iterator<Item = String>) -> Vec<String> {
@@ -534,7 +776,11 @@ fn dedupe(names: impl Iterator<Item = String>) -> Vec<String> {
     names
         .enumerate()
         .map(|(i, n)| {
-            let n = if seen.contains(&n) { format!("{n}{i}") } else { n };
+            let n = if seen.contains(&n) {
+                format!("{n}{i}")
+            } else {
+                n
+            };
             seen.insert(n.clone());
             n
         })
@@ -554,43 +800,66 @@ pub fn application() -> impl Strategy<Value = GeneratedApp> {
 fn application_at() -> impl Strategy<Value = GeneratedApp> {
     let services = count(1..=3, 32).prop_flat_map(|n| vec(service(), n.max(1)));
     let databases = count(0..=2, 16).prop_flat_map(|n| vec(database(), n));
-    (app_name(), namespace(), services, databases, option::weighted(0.2, scaling()), any::<u64>())
-        .prop_flat_map(|(name, namespace, mut services, mut databases, scaling, seed)| {
-            let svc_names = dedupe(services.iter().map(|s| s.name.clone()));
-            for (s, n) in services.iter_mut().zip(svc_names) {
-                s.name = n;
-                let mut ports = BTreeSet::new();
-                s.ports.retain(|p| ports.insert(p.name.clone()));
-            }
-            let taken: BTreeSet<String> = services.iter().map(|s| s.name.clone()).collect();
-            let db_names = dedupe(databases.iter().map(|d| {
-                if taken.contains(&d.name) { format!("{}-db", d.name) } else { d.name.clone() }
-            }));
-            for (d, n) in databases.iter_mut().zip(db_names) {
-                d.name = n;
-            }
-            for (i, s) in services.iter_mut().enumerate() {
-                s.uses = databases
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| (seed >> ((i * 7 + j) % 64)) & 1 == 1)
-                    .map(|(_, d)| d.name.clone())
-                    .collect();
-            }
-            let gateway = option::weighted(
-                0.7,
-                (gateway_base(), routes(services.clone())).prop_map(|(mut g, routes)| {
-                    g.routes = routes;
-                    g
-                }),
-            );
-            (Just((name, namespace, services, databases, scaling)), gateway)
-        })
-        .prop_map(|((name, namespace, services, databases, scaling), gateway)| GeneratedApp {
-            name,
-            namespace,
-            spec: ApplicationSpec { gateway, services, databases, scaling },
-        })
+    (
+        app_name(),
+        namespace(),
+        services,
+        databases,
+        option::weighted(0.2, scaling()),
+        any::<u64>(),
+    )
+        .prop_flat_map(
+            |(name, namespace, mut services, mut databases, scaling, seed)| {
+                let svc_names = dedupe(services.iter().map(|s| s.name.clone()));
+                for (s, n) in services.iter_mut().zip(svc_names) {
+                    s.name = n;
+                    let mut ports = BTreeSet::new();
+                    s.ports.retain(|p| ports.insert(p.name.clone()));
+                }
+                let taken: BTreeSet<String> = services.iter().map(|s| s.name.clone()).collect();
+                let db_names = dedupe(databases.iter().map(|d| {
+                    if taken.contains(&d.name) {
+                        format!("{}-db", d.name)
+                    } else {
+                        d.name.clone()
+                    }
+                }));
+                for (d, n) in databases.iter_mut().zip(db_names) {
+                    d.name = n;
+                }
+                for (i, s) in services.iter_mut().enumerate() {
+                    s.uses = databases
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| (seed >> ((i * 7 + j) % 64)) & 1 == 1)
+                        .map(|(_, d)| d.name.clone())
+                        .collect();
+                }
+                let gateway = option::weighted(
+                    0.7,
+                    (gateway_base(), routes(services.clone())).prop_map(|(mut g, routes)| {
+                        g.routes = routes;
+                        g
+                    }),
+                );
+                (
+                    Just((name, namespace, services, databases, scaling)),
+                    gateway,
+                )
+            },
+        )
+        .prop_map(
+            |((name, namespace, services, databases, scaling), gateway)| GeneratedApp {
+                name,
+                namespace,
+                spec: ApplicationSpec {
+                    gateway,
+                    services,
+                    databases,
+                    scaling,
+                },
+            },
+        )
 }
 
 cached! { fn probe_path() -> String { field("/[a-z]{0,8}", PATHS) } }

@@ -61,7 +61,11 @@ impl Checker {
     pub fn run(&self, name: &str, namespace: &str, spec: &Value) -> Outcome {
         let model = match validate_value(name, namespace, spec) {
             Ok(m) => m,
-            Err(e) => return Outcome::Rejected(e.errors.into_iter().map(|e| (e.field, e.message)).collect()),
+            Err(e) => {
+                return Outcome::Rejected(
+                    e.errors.into_iter().map(|e| (e.field, e.message)).collect(),
+                );
+            }
         };
         let owner = build::labels::owner_reference(name, "5f0c1c66-3a2b-4d7e-9c1a-0123456789ab");
         let creds: BTreeMap<String, Credentials> = model

@@ -37,9 +37,14 @@ fn strict(schema: &mut Value) {
         {
             o.insert("type".into(), serde_json::json!([t, "null"]));
         }
-        if o.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) && !o.contains_key("anyOf") {
+        if o.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true))
+            && !o.contains_key("anyOf")
+        {
             o.remove("type");
-            o.insert("anyOf".into(), serde_json::json!([{"type": "integer"}, {"type": "string"}]));
+            o.insert(
+                "anyOf".into(),
+                serde_json::json!([{"type": "integer"}, {"type": "string"}]),
+            );
         }
         for (_, v) in o.iter_mut() {
             strict(v);
@@ -71,7 +76,10 @@ impl CoreSchemas {
             ("StatefulSet", core_schema::<StatefulSet>()),
             ("Service", core_schema::<Service>()),
             ("Secret", core_schema::<Secret>()),
-            ("HorizontalPodAutoscaler", core_schema::<HorizontalPodAutoscaler>()),
+            (
+                "HorizontalPodAutoscaler",
+                core_schema::<HorizontalPodAutoscaler>(),
+            ),
             ("PodDisruptionBudget", core_schema::<PodDisruptionBudget>()),
             ("Ingress", core_schema::<Ingress>()),
         ]))
@@ -140,7 +148,9 @@ pub fn third_party_dir() -> Result<PathBuf, String> {
         return if p.join(HTTPROUTE_FILE).is_file() {
             Ok(p)
         } else {
-            Err(format!("KEELSON_THIRD_PARTY_CRDS={d} has no {HTTPROUTE_FILE}"))
+            Err(format!(
+                "KEELSON_THIRD_PARTY_CRDS={d} has no {HTTPROUTE_FILE}"
+            ))
         };
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -150,7 +160,10 @@ pub fn third_party_dir() -> Result<PathBuf, String> {
             return Ok(p);
         }
     }
-    Err("no upstream CRDs: set KEELSON_THIRD_PARTY_CRDS or place shared/crds beside the repository".into())
+    Err(
+        "no upstream CRDs: set KEELSON_THIRD_PARTY_CRDS or place shared/crds beside the repository"
+            .into(),
+    )
 }
 
 const HTTPROUTE_FILE: &str = "gateway.networking.k8s.io_httproutes.yaml";
@@ -179,10 +192,15 @@ impl ThirdParty {
         let mut by_api = BTreeMap::new();
         let mut uncompiled = Vec::new();
         for file in [HTTPROUTE_FILE, SERVICEMONITOR_FILE] {
-            let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-            let crd: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let text =
+                std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let crd: Value =
+                serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
             let group = crd["spec"]["group"].as_str().expect("group").to_string();
-            let kind = crd["spec"]["names"]["kind"].as_str().expect("kind").to_string();
+            let kind = crd["spec"]["names"]["kind"]
+                .as_str()
+                .expect("kind")
+                .to_string();
             for v in crd["spec"]["versions"].as_array().expect("versions") {
                 let name = v["name"].as_str().expect("version name");
                 let schema = v["schema"]["openAPIV3Schema"].clone();
@@ -197,7 +215,11 @@ impl ThirdParty {
                 );
             }
         }
-        ThirdParty { by_api, dir, uncompiled }
+        ThirdParty {
+            by_api,
+            dir,
+            uncompiled,
+        }
     }
 
     /// Check `o` when the CRDs define its kind; `false` otherwise.
@@ -222,9 +244,19 @@ impl ThirdParty {
         }
         if let Err(errs) = cel::Validator::new().validate_compiled(&v.cel, &o, None) {
             for e in errs.into_vec() {
-                let path: String = e.field_path.split('[').map(|p| p.split(']').last().unwrap_or(p)).collect::<Vec<_>>().join("[]");
+                let path: String = e
+                    .field_path
+                    .split('[')
+                    .map(|p| p.split(']').last().unwrap_or(p))
+                    .collect::<Vec<_>>()
+                    .join("[]");
                 out.push(Violation {
-                    family: format!("{kind} {}: CEL {:?} ({})", path.trim_start_matches('.'), e.kind, e.message.chars().take(90).collect::<String>()),
+                    family: format!(
+                        "{kind} {}: CEL {:?} ({})",
+                        path.trim_start_matches('.'),
+                        e.kind,
+                        e.message.chars().take(90).collect::<String>()
+                    ),
                     value: String::new(),
                 });
             }
@@ -253,7 +285,10 @@ const OFFICIAL_FILES: [(&str, &str); 7] = [
     ("StatefulSet", "statefulset-apps-v1.json"),
     ("Service", "service-v1.json"),
     ("Secret", "secret-v1.json"),
-    ("HorizontalPodAutoscaler", "horizontalpodautoscaler-autoscaling-v2.json"),
+    (
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscaler-autoscaling-v2.json",
+    ),
     ("PodDisruptionBudget", "poddisruptionbudget-policy-v1.json"),
     ("Ingress", "ingress-networking-v1.json"),
 ];
@@ -271,10 +306,14 @@ pub fn official_dir() -> Result<PathBuf, String> {
     }
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
-        entries.flatten().map(|e| {
-            e.path().join("site-packages/kubernetes_validate/kubernetes-json-schema").join(K8S_SCHEMA_VERSION)
-        })
-        .find(|p| p.join("_definitions.json").is_file())
+        entries
+            .flatten()
+            .map(|e| {
+                e.path()
+                    .join("site-packages/kubernetes_validate/kubernetes-json-schema")
+                    .join(K8S_SCHEMA_VERSION)
+            })
+            .find(|p| p.join("_definitions.json").is_file())
     });
     found.ok_or_else(|| {
         format!(
@@ -316,7 +355,9 @@ impl OfficialSchemas {
             .map(|(kind, file)| {
                 let mut s = read(file);
                 local_refs(&mut s);
-                s.as_object_mut().expect("a schema object").insert("$defs".into(), defs.clone());
+                s.as_object_mut()
+                    .expect("a schema object")
+                    .insert("$defs".into(), defs.clone());
                 let v = jsonschema::options()
                     .should_validate_formats(false)
                     .build(&s)
