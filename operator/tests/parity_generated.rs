@@ -53,7 +53,7 @@ fn seed() -> [u8; 32] {
     let n: u64 = std::env::var("KEELSON_PARITY_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6b65_656c_736f_6e);
+        .unwrap_or(0x006b_6565_6c73_6f6e);
     let mut s = [0u8; 32];
     s[..8].copy_from_slice(&n.to_le_bytes());
     s
@@ -173,7 +173,7 @@ fn accepted_applications_build_objects_the_api_server_accepts() {
     );
     if std::env::var("KEELSON_PARITY_REJECTIONS").is_ok() {
         let mut r: Vec<_> = st.rejected_by.iter().collect();
-        r.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+        r.sort_by_key(|e| std::cmp::Reverse(e.1.0));
         for (field, (n, message)) in r.iter().take(40) {
             say!("parity rejected ({n}): {field}: e.g. {message}");
         }

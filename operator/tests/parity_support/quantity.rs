@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn values_are_exact() {
         assert_eq!(nanos("100m"), Some(BigInt::from(100_000_000)));
-        assert_eq!(nanos("1Ki"), Some(BigInt::from(1024_000_000_000u64)));
+        assert_eq!(nanos("1Ki"), Some(BigInt::from(1_024_000_000_000_u64)));
         assert!(nanos("1000000000000000001") > nanos("1000000000000000000"));
         assert_eq!(nanos("1e-20"), Some(BigInt::from(1)));
         assert_eq!(nanos("-1e-20"), Some(BigInt::from(-1)));

@@ -247,7 +247,7 @@ impl ThirdParty {
                 let path: String = e
                     .field_path
                     .split('[')
-                    .map(|p| p.split(']').last().unwrap_or(p))
+                    .map(|p| p.split(']').next_back().unwrap_or(p))
                     .collect::<Vec<_>>()
                     .join("[]");
                 out.push(Violation {
