@@ -1,14 +1,16 @@
 //! The parity checks can fail, and the generators can reach every known fault: each example of a
 //! known family is planted in objects built from a valid Application and must be caught by the
 //! checks; each example must be among what the generators produce; and each Application in
-//! `shared/cases/parity` is either refused by Keelson or builds objects that pass every check.
+//! `operator/tests/cases/parity` is either refused by Keelson or builds objects that pass every
+//! check. The checks of the upstream CRDs and of kubernetes-validate's schemas are separate tests,
+//! ignored with their reason when `KEELSON_THIRD_PARTY_CRDS` / `KEELSON_K8S_SCHEMAS` are unset.
 
 mod parity_support;
 
 use std::{io::Write, path::PathBuf};
 
 use keelson::build::ApiCapabilities;
-use parity_support::{Checker, generate};
+use parity_support::{Checker, generate, k8s};
 use proptest::{
     strategy::{Strategy, ValueTree},
     test_runner::{Config, RngAlgorithm, TestRng, TestRunner},
@@ -329,23 +331,33 @@ const PLANTED: &[(&str, bool, Plant, &str)] = &[
     ),
 ];
 
-#[test]
-fn checks_catch_each_known_fault() {
-    let checker = Checker::new();
-    let mut skipped = Vec::new();
+/// Which checker a planted fault needs.
+#[derive(PartialEq)]
+enum Needs {
+    Core,
+    Crds,
+    KubernetesValidate,
+}
+
+fn needs(family: &str) -> Needs {
+    if family.starts_with("HTTPRoute") || family.starts_with("ServiceMonitor") {
+        Needs::Crds
+    } else if family.contains("kubernetes-validate") {
+        Needs::KubernetesValidate
+    } else {
+        Needs::Core
+    }
+}
+
+/// Plant each known fault that `checker` is for and require a family naming it.
+fn planted_faults_are_caught(checker: &Checker, which: Needs) {
+    let mut n = 0;
     for (what, http_route, plant, family) in PLANTED {
-        let needs_crds = family.starts_with("HTTPRoute") || family.starts_with("ServiceMonitor");
-        if needs_crds && let Err(why) = &checker.third_party {
-            skipped.push(format!("{what}: {why}"));
+        if needs(family) != which {
             continue;
         }
-        if family.contains("kubernetes-validate")
-            && let Err(why) = &checker.official
-        {
-            skipped.push(format!("{what}: {why}"));
-            continue;
-        }
-        let mut objects = built(&checker, *http_route);
+        n += 1;
+        let mut objects = built(checker, *http_route);
         plant(&mut objects);
         let mut found = checker.check_objects(&objects);
         found.extend(parity_support::render_output(&objects));
@@ -354,9 +366,30 @@ fn checks_catch_each_known_fault() {
             "{what}: no family containing {family:?} among {found:#?}"
         );
     }
-    for s in &skipped {
-        say!("parity checks SKIPPED: {s}");
-    }
+    assert!(n > 0, "no planted fault for this checker");
+}
+
+#[test]
+fn checks_catch_each_known_fault() {
+    planted_faults_are_caught(&Checker::new(), Needs::Core);
+}
+
+#[test]
+#[cfg_attr(
+    not(third_party_crds),
+    ignore = "needs the upstream HTTPRoute and ServiceMonitor CRDs: run e2e/fetch-third-party-crds.sh and set KEELSON_THIRD_PARTY_CRDS"
+)]
+fn checks_catch_each_known_fault_upstream_crds() {
+    planted_faults_are_caught(&Checker::with_crds(), Needs::Crds);
+}
+
+#[test]
+#[cfg_attr(
+    not(k8s_schemas),
+    ignore = "needs kubernetes-validate's schemas: install charts/tests/requirements.txt and set KEELSON_K8S_SCHEMAS (see .ci/run)"
+)]
+fn checks_catch_each_known_fault_kubernetes_validate() {
+    planted_faults_are_caught(&Checker::new(), Needs::KubernetesValidate);
 }
 
 #[test]
@@ -392,6 +425,17 @@ fn generators_reach_every_example_of_the_issue() {
             .gateway
             .as_ref()
             .is_some_and(|g| g.routes.iter().any(|r| r.path.starts_with(p)))
+    }
+    fn gateway(a: &generate::GeneratedApp, f: fn(&keelson::api::GatewaySpec) -> bool) -> bool {
+        a.spec.gateway.as_ref().is_some_and(f)
+    }
+    fn key_refs(a: &generate::GeneratedApp) -> impl Iterator<Item = &keelson::api::KeyRef> {
+        a.spec.services.iter().flat_map(|s| {
+            s.env
+                .iter()
+                .filter_map(|e| e.value_from.as_ref())
+                .flat_map(|f| f.secret_key_ref.iter().chain(f.config_map_key_ref.iter()))
+        })
     }
     let examples: &[(&str, Pred)] = &[
         ("17 routes with parentRefs", |a| {
@@ -455,6 +499,103 @@ fn generators_reach_every_example_of_the_issue() {
                 .iter()
                 .any(|s| s.env.iter().any(|e| e.value.as_deref() == Some("on")))
         }),
+        ("Secret/ConfigMap key ref name not a DNS subdomain", |a| {
+            key_refs(a).any(|r| !k8s::is_dns1123_subdomain(&r.name))
+        }),
+        ("key ref key not a ConfigMap key", |a| {
+            key_refs(a).any(|r| !k8s::is_config_map_key(&r.key))
+        }),
+        ("serviceAccountName not a DNS subdomain", |a| {
+            a.spec.services.iter().any(|s| {
+                s.service_account_name
+                    .as_deref()
+                    .is_some_and(|n| !k8s::is_dns1123_subdomain(n))
+            })
+        }),
+        ("storageClassName not a DNS subdomain", |a| {
+            a.spec.databases.iter().any(|d| {
+                d.storage
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.as_deref())
+                    .is_some_and(|n| !k8s::is_dns1123_subdomain(n))
+            })
+        }),
+        ("negative storage -1Gi", |a| {
+            a.spec
+                .databases
+                .iter()
+                .any(|d| d.storage.as_ref().and_then(|s| s.size.as_deref()) == Some("-1Gi"))
+        }),
+        ("ingress className not a DNS subdomain", |a| {
+            gateway(a, |g| {
+                g.class_name
+                    .as_deref()
+                    .is_some_and(|n| !k8s::is_dns1123_subdomain(n))
+            })
+        }),
+        ("TLS secretName not a DNS subdomain", |a| {
+            gateway(a, |g| {
+                g.tls
+                    .as_ref()
+                    .is_some_and(|t| !k8s::is_dns1123_subdomain(&t.secret_name))
+            })
+        }),
+        ("host that is an IP address", |a| {
+            gateway(a, |g| {
+                g.hosts
+                    .iter()
+                    .any(|h| h.parse::<std::net::IpAddr>().is_ok())
+            })
+        }),
+        ("HTTPRoute path with #", |a| {
+            gateway(a, |g| {
+                !g.parent_refs.is_empty() && g.routes.iter().any(|r| r.path.contains('#'))
+            })
+        }),
+        ("path /a%2Fb", |a| paths(a, "/a%2Fb")),
+        ("parentRef namespace not a DNS label", |a| {
+            gateway(a, |g| {
+                g.parent_refs.iter().any(|p| {
+                    p.namespace
+                        .as_deref()
+                        .is_some_and(|n| !k8s::is_dns1123_label(n))
+                })
+            })
+        }),
+        ("parentRef sectionName not a DNS subdomain", |a| {
+            gateway(a, |g| {
+                g.parent_refs.iter().any(|p| {
+                    p.section_name
+                        .as_deref()
+                        .is_some_and(|n| !k8s::is_dns1123_subdomain(n))
+                })
+            })
+        }),
+        ("annotation key not a qualified name", |a| {
+            gateway(a, |g| {
+                g.annotations
+                    .keys()
+                    .any(|k| !k8s::is_qualified_name(&k.to_lowercase()))
+            })
+        }),
+        ("quantity exponent that wraps 1e2147483647", |a| {
+            any_quantity(a, |q| q == "1e2147483647")
+        }),
+        ("cpu above 1,000 cores 1001", |a| {
+            resources(a).any(|r| {
+                [&r.requests, &r.limits]
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x.cpu.as_deref() == Some("1001"))
+            })
+        }),
+        ("env name starting with a digit", |a| {
+            a.spec.services.iter().any(|s| {
+                s.env
+                    .iter()
+                    .any(|e| e.name.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        }),
         ("env value with a tab after a newline", |a| {
             a.spec
                 .services
@@ -492,37 +633,19 @@ fn generators_reach_every_example_of_the_issue() {
     );
 }
 
-/// Case files that Keelson accepts today although what it builds breaks a rule; delete an entry
-/// when Keelson refuses the file or builds valid objects from it.
-const KNOWN_CASE_GAPS: &[&str] = &[];
-
-#[test]
-fn each_parity_case_is_refused_or_builds_valid_objects() {
-    let dir = std::env::var("KEELSON_PARITY_CASES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            ["../shared/cases/parity", "../../shared/cases/parity"]
-                .iter()
-                .map(|p| repo.join(p))
-                .find(|p| p.is_dir())
-                .unwrap_or_default()
-        });
-    if !dir.is_dir() {
-        say!(
-            "parity cases SKIPPED: no shared/cases/parity beside the repository (or KEELSON_PARITY_CASES_DIR)"
-        );
-        return;
-    }
-    let checker = Checker::new();
+/// Each file in `operator/tests/cases/parity/` (inputs a real API server refused when Keelson
+/// passed them through) is refused by Keelson or builds objects that pass every check of `checker`.
+fn parity_cases_are_refused_or_valid(checker: &Checker) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cases/parity");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(!files.is_empty());
+    assert!(!files.is_empty(), "no cases in {}", dir.display());
     let mut failing = Vec::new();
+    let mut refused = 0;
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(f).unwrap();
@@ -532,32 +655,38 @@ fn each_parity_case_is_refused_or_builds_valid_objects() {
                 admin_password: "a".repeat(32),
             }
         }) {
-            Err(_) => continue,
+            Err(_) => {
+                refused += 1;
+                continue;
+            }
             Ok(o) => o,
         };
         let mut v = checker.check_objects(&objects);
         v.extend(parity_support::render_output(&objects));
         if !v.is_empty() {
-            failing.push(name.clone());
-            if !KNOWN_CASE_GAPS.contains(&name.as_str()) {
-                say!("parity case {name}: accepted, but {:#?}", v);
-            }
+            failing.push(format!("{name}: {v:#?}"));
         }
     }
-    let new: Vec<&String> = failing
-        .iter()
-        .filter(|f| !KNOWN_CASE_GAPS.contains(&f.as_str()))
-        .collect();
-    let gone: Vec<&&str> = KNOWN_CASE_GAPS
-        .iter()
-        .filter(|g| !failing.iter().any(|f| f == *g))
-        .collect();
-    assert!(
-        new.is_empty(),
-        "accepted case files whose objects break a rule: {new:?}"
+    say!(
+        "parity cases: {} files, {refused} refused by Keelson, the others build valid objects",
+        files.len()
     );
     assert!(
-        gone.is_empty(),
-        "these case files are now refused or valid: remove them from KNOWN_CASE_GAPS: {gone:?}"
+        failing.is_empty(),
+        "accepted case files whose objects break a rule: {failing:#?}"
     );
+}
+
+#[test]
+fn each_parity_case_is_refused_or_builds_valid_objects() {
+    parity_cases_are_refused_or_valid(&Checker::new());
+}
+
+#[test]
+#[cfg_attr(
+    not(third_party_crds),
+    ignore = "needs the upstream HTTPRoute and ServiceMonitor CRDs: run e2e/fetch-third-party-crds.sh and set KEELSON_THIRD_PARTY_CRDS"
+)]
+fn each_parity_case_is_refused_or_builds_valid_objects_upstream_crds() {
+    parity_cases_are_refused_or_valid(&Checker::with_crds());
 }

@@ -5,8 +5,7 @@
 //!     `kubernetes-validate`'s schemas), made strict about unknown fields like `kubectl`'s
 //!     default `--validate=strict`.
 //! (c) The upstream CRDs of HTTPRoute and ServiceMonitor: their OpenAPI schema and their CEL
-//!     rules (`x-kubernetes-validations`), read from `KEELSON_THIRD_PARTY_CRDS` or `shared/crds`
-//!     beside the repository.
+//!     rules (`x-kubernetes-validations`), read from `KEELSON_THIRD_PARTY_CRDS`.
 
 use std::{
     collections::BTreeMap,
@@ -140,30 +139,34 @@ pub struct ThirdParty {
     pub uncompiled: Vec<String>,
 }
 
-/// Where the upstream CRDs are: `KEELSON_THIRD_PARTY_CRDS`, else `shared/crds` beside the
-/// repository (or beside its parent, for worktrees).
+/// The repository's root: relative folders in the variables below are read from there.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// How to get the upstream CRDs, for messages.
+pub const FETCH_THIRD_PARTY_CRDS: &str =
+    "run e2e/fetch-third-party-crds.sh, then export KEELSON_THIRD_PARTY_CRDS=e2e/third-party-crds";
+
+/// Where the upstream CRDs are: `KEELSON_THIRD_PARTY_CRDS` (relative to the repository root
+/// when relative), as for the end-to-end tests; an error naming the fix when it is unset or
+/// lacks the files.
 pub fn third_party_dir() -> Result<PathBuf, String> {
-    if let Ok(d) = std::env::var("KEELSON_THIRD_PARTY_CRDS") {
-        let p = PathBuf::from(&d);
-        return if p.join(HTTPROUTE_FILE).is_file() {
-            Ok(p)
-        } else {
-            Err(format!(
-                "KEELSON_THIRD_PARTY_CRDS={d} has no {HTTPROUTE_FILE}"
-            ))
-        };
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for up in ["../shared/crds", "../../shared/crds"] {
-        let p = repo.join(up);
-        if p.join(HTTPROUTE_FILE).is_file() {
-            return Ok(p);
+    let Some(d) = std::env::var_os("KEELSON_THIRD_PARTY_CRDS").filter(|v| !v.is_empty()) else {
+        return Err(format!(
+            "KEELSON_THIRD_PARTY_CRDS is not set: {FETCH_THIRD_PARTY_CRDS}"
+        ));
+    };
+    let p = repo_root().join(d);
+    for f in [HTTPROUTE_FILE, SERVICEMONITOR_FILE] {
+        if !p.join(f).is_file() {
+            return Err(format!(
+                "KEELSON_THIRD_PARTY_CRDS={} has no {f}: {FETCH_THIRD_PARTY_CRDS}",
+                p.display()
+            ));
         }
     }
-    Err(
-        "no upstream CRDs: set KEELSON_THIRD_PARTY_CRDS or place shared/crds beside the repository"
-            .into(),
-    )
+    Ok(p)
 }
 
 const HTTPROUTE_FILE: &str = "gateway.networking.k8s.io_httproutes.yaml";
@@ -293,33 +296,26 @@ const OFFICIAL_FILES: [(&str, &str); 7] = [
     ("Ingress", "ingress-networking-v1.json"),
 ];
 
-/// Where kubernetes-validate's strict JSON schemas are: `KEELSON_K8S_SCHEMAS`, else the
-/// repository's `.venv` (CI installs kubernetes-validate there from PyPI, for the chart tests).
+/// Where kubernetes-validate's strict JSON schemas are: `KEELSON_K8S_SCHEMAS` (relative to the
+/// repository root when relative), the folder `kubernetes_validate/kubernetes-json-schema/`
+/// `v1.36.0-local-strict` of an installed kubernetes-validate (`.ci/run` sets it from its `.venv`);
+/// an error naming the fix when it is unset or lacks the schemas.
 pub fn official_dir() -> Result<PathBuf, String> {
-    if let Ok(d) = std::env::var("KEELSON_K8S_SCHEMAS") {
-        let p = PathBuf::from(&d);
-        return if p.join("_definitions.json").is_file() {
-            Ok(p)
-        } else {
-            Err(format!("KEELSON_K8S_SCHEMAS={d} has no _definitions.json"))
-        };
+    let fix = format!(
+        "`.venv/bin/pip install -r charts/tests/requirements.txt`, then export KEELSON_K8S_SCHEMAS=$(echo .venv/lib/python3*/site-packages/kubernetes_validate/kubernetes-json-schema/{K8S_SCHEMA_VERSION})"
+    );
+    let Some(d) = std::env::var_os("KEELSON_K8S_SCHEMAS").filter(|v| !v.is_empty()) else {
+        return Err(format!("KEELSON_K8S_SCHEMAS is not set: {fix}"));
+    };
+    let p = repo_root().join(d);
+    if p.join("_definitions.json").is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "KEELSON_K8S_SCHEMAS={} has no _definitions.json: {fix}",
+            p.display()
+        ))
     }
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
-        entries
-            .flatten()
-            .map(|e| {
-                e.path()
-                    .join("site-packages/kubernetes_validate/kubernetes-json-schema")
-                    .join(K8S_SCHEMA_VERSION)
-            })
-            .find(|p| p.join("_definitions.json").is_file())
-    });
-    found.ok_or_else(|| {
-        format!(
-            "kubernetes-validate's schemas ({K8S_SCHEMA_VERSION}) not found: `.venv/bin/pip install -r charts/tests/requirements.txt` or set KEELSON_K8S_SCHEMAS"
-        )
-    })
 }
 
 /// (a) kubernetes-validate's strict schemas (no unknown fields) of the core kinds.
