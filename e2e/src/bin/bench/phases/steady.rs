@@ -72,26 +72,28 @@ pub async fn restart_phase(
     Ok(restart)
 }
 
-/// Waits until neither the operator reconciles nor (in-process) anyone sends a request for
-/// `quiet`; fails after `timeout`.
-async fn quiesce(
+/// Waits until neither the operator reconciles nor (in-process) anyone sends a request or a
+/// stand-in controller writes for `quiet`; fails after `timeout`.
+pub async fn quiesce(
     op: &mut OperatorProcess,
     cluster: &Cluster,
     quiet: Duration,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut last = (
-        op.metrics().await?.reconciles,
-        cluster.server().map(|s| s.stats().requests),
-    );
+    let activity = |reconciles: f64| {
+        let stats = cluster.server().map(|s| s.stats());
+        (
+            reconciles,
+            stats.as_ref().map(|s| s.requests),
+            stats.map(|s| s.controller_writes),
+        )
+    };
+    let mut last = activity(op.metrics().await?.reconciles);
     let mut since = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = (
-            op.metrics().await?.reconciles,
-            cluster.server().map(|s| s.stats().requests),
-        );
+        let now = activity(op.metrics().await?.reconciles);
         if now != last {
             last = now;
             since = Instant::now();
@@ -100,9 +102,10 @@ async fn quiesce(
         }
         if Instant::now() > deadline {
             bail!(
-                "the operator never went quiet for {quiet:?} within {timeout:?} after convergence (reconciles {}, requests {:?})",
+                "the operator never went quiet for {quiet:?} within {timeout:?} (reconciles {}, requests {:?}, stand-in writes {:?})",
                 now.0,
-                now.1
+                now.1,
+                now.2
             );
         }
     }
