@@ -224,13 +224,12 @@ fn spread(n: usize, k: usize) -> Vec<usize> {
 /// The Application with its first service's image on a registry that never resolves (RFC 2606
 /// reserves `.invalid`): its pods wait in `ErrImagePull`, then `ImagePullBackOff`.
 fn with_unpullable_image(app: &Value) -> anyhow::Result<Value> {
-    let mut app = app.clone();
-    let image = &mut app["spec"]["services"][0]["image"];
-    let Some(current) = image.as_str() else {
-        bail!("pod reasons: {} has no service image", name_of(&app));
+    let mut edited = app.clone();
+    let Some(image) = edited.pointer_mut("/spec/services/0/image") else {
+        bail!("pod reasons: {} has no service image", name_of(app));
     };
-    *image = json!(unpullable(current));
-    Ok(app)
+    *image = json!(unpullable(image.as_str().unwrap_or_default()));
+    Ok(edited)
 }
 
 /// The same image reference under the registry host `registry.invalid`.
