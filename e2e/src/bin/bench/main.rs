@@ -14,7 +14,10 @@
 //!    and waits for the same end point;
 //! 3. no-op resync: API requests and writes during one full resync of the converged state;
 //! 4. drift repair: hand edits of a random child Deployment's image, time until restored;
-//! 5. the operator's peak RSS and CPU seconds, and a restart on the converged state.
+//! 5. pod reasons (in-process only): the stand-in runs Pods, K Applications get one service's
+//!    image from an unresolvable registry, until each one's Ready condition names the pods'
+//!    reason; the operator's requests while they stay stuck; the images put back;
+//! 6. the operator's peak RSS and CPU seconds, and a restart on the converged state.
 //!
 //! `cargo run --release -p e2e --bin bench -- --help` prints the options.
 

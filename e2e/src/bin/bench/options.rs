@@ -23,6 +23,11 @@ use e2e::harness::repo_root;
 ///   resync      API requests, writes and reconciles during one full no-op resync
 ///   drift       time to restore a hand-edited Deployment image: p50, p99, max
 ///   operator    peak RSS (VmHWM) and CPU seconds of the operator process
+///   pod reasons in-process only: the stand-in runs Pods; K Applications get one service's
+///               image from an unresolvable registry; seconds until each one's Ready
+///               condition names the pods' reason (ImagePullBackOff or ErrImagePull), API
+///               requests per minute while they stay stuck, the operator's peak RSS before and
+///               after; then the images are put back
 ///   restart     a second operator process started on the converged state: time until every
 ///               Application was reconciled, API requests and writes, its peak RSS
 ///
@@ -89,6 +94,11 @@ pub struct Opts {
     #[arg(long)]
     pub timeline: bool,
 
+    /// Applications whose pods are made to fail pulling their image in the pod-reasons phase
+    /// (in-process only; 0 skips it) [default: 10 % of N, at least 1].
+    #[arg(long, value_name = "K")]
+    stuck_apps: Option<usize>,
+
     /// Only the convergence and baseline rounds (no resync, drift or restart); the operator
     /// figures are those of the first round.
     #[arg(long)]
@@ -131,6 +141,11 @@ impl Opts {
         Duration::from_secs(self.ready_timeout_seconds)
     }
 
+    /// How many of N Applications the pod-reasons phase makes stuck.
+    pub fn stuck_apps_for(&self, n: usize) -> usize {
+        self.stuck_apps.unwrap_or_else(|| n.div_ceil(10)).min(n)
+    }
+
     /// The operator's resync period for N Applications, in seconds.
     pub fn resync_for(&self, n: usize) -> u64 {
         self.resync_seconds
@@ -159,6 +174,7 @@ mod tests {
             "--operator-env",
             "MALLOC_ARENA_MAX=2",
             "--converge-only",
+            "--stuck-apps=25",
         ])
         .unwrap();
         assert_eq!(o.apps().collect::<Vec<_>>(), [10, 20]);
@@ -168,12 +184,17 @@ mod tests {
         assert_eq!(o.concurrency(), 16);
         assert_eq!(o.resync_for(1000), 120);
         assert_eq!(o.resync_for(100), 20);
+        assert_eq!((o.stuck_apps_for(1000), o.stuck_apps_for(10)), (25, 10));
 
         let d = Opts::try_parse_from(["bench"]).unwrap();
         assert_eq!(d.apps().collect::<Vec<_>>(), [100, 1000]);
         assert_eq!((d.rounds(false), d.rounds(true)), (5, 1));
         assert_eq!(d.drift_edits, 200);
         assert_eq!(d.ready_delay(), Duration::from_millis(50));
+        assert_eq!(
+            [1, 5, 100, 1000].map(|n| d.stuck_apps_for(n)),
+            [1, 1, 10, 100]
+        );
 
         for bad in [
             &["bench", "--apps", "0"][..],

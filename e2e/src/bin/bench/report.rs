@@ -180,6 +180,39 @@ pub struct Drift {
     pub drift_repairs_metric: f64,
 }
 
+/// The pod-reasons phase: Applications whose pods cannot pull their image.
+#[derive(Debug, Serialize)]
+pub struct Stuck {
+    /// How many Applications had one service's image moved to an unresolvable registry.
+    pub apps: usize,
+    /// Seconds from turning the stand-in's Pods on until every Application was Ready again and
+    /// everything had been quiet for 2 s.
+    pub pods_on_settled_seconds: f64,
+    /// Seconds from each edit's apply until that Application's Ready condition named the
+    /// pods' reason: the median and the slowest.
+    pub named_p50_seconds: f64,
+    pub named_max_seconds: f64,
+    /// While they stayed stuck.
+    pub hold: Hold,
+    /// Seconds from putting the images back until every Application was Ready and everything
+    /// quiet for 2 s.
+    pub restored_seconds: f64,
+    /// The operator's peak RSS (VmHWM) before the phase and at its end.
+    pub peak_rss_before_mib: f64,
+    pub peak_rss_after_mib: f64,
+}
+
+/// What the operator sent while Applications stayed stuck.
+#[derive(Debug, Serialize)]
+pub struct Hold {
+    pub seconds: f64,
+    pub requests_per_minute: f64,
+    pub pod_lists_per_minute: f64,
+    pub writes_per_minute: f64,
+    /// The API server's counts over the hold.
+    pub api: ApiCounts,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Restart {
     pub ready_seconds: f64,
@@ -208,6 +241,8 @@ pub struct Run {
     pub rounds: Option<Rounds>,
     pub resync: Option<Resync>,
     pub drift: Option<Drift>,
+    /// In-process only.
+    pub stuck: Option<Stuck>,
     pub operator: Usage,
     pub restart: Option<Restart>,
     pub bench_process_cpu_seconds: f64,
@@ -460,6 +495,61 @@ type Row = (&'static str, Box<dyn Fn(&Run) -> String>, &'static str);
 
 /// The table's rows.
 fn rows() -> Vec<Row> {
+    let mut rows = converge_rows();
+    rows.extend(stuck_rows());
+    rows.extend(usage_rows());
+    rows
+}
+
+/// The pod-reasons phase's rows.
+fn stuck_rows() -> Vec<Row> {
+    let pair = |f: fn(&Stuck) -> (f64, f64), digits: usize| {
+        move |r: &Run| {
+            r.stuck.as_ref().map_or("-".into(), |s| {
+                let (a, b) = f(s);
+                format!("{a:.digits$} / {b:.digits$}")
+            })
+        }
+    };
+    vec![
+        (
+            "pod reasons: stuck Applications",
+            Box::new(|r: &Run| fmt_opt(r.stuck.as_ref().map(|s| s.apps as f64), 0)),
+            "",
+        ),
+        (
+            "  Pods on, all Ready again (s)",
+            Box::new(|r: &Run| fmt_opt(r.stuck.as_ref().map(|s| s.pods_on_settled_seconds), 1)),
+            "",
+        ),
+        (
+            "  reason named after p50 / max (s)",
+            Box::new(pair(|s| (s.named_p50_seconds, s.named_max_seconds), 1)),
+            "",
+        ),
+        (
+            "  requests / pod lists per min, stuck",
+            Box::new(pair(
+                |s| (s.hold.requests_per_minute, s.hold.pod_lists_per_minute),
+                0,
+            )),
+            "",
+        ),
+        (
+            "  peak RSS before / after (MiB)",
+            Box::new(pair(|s| (s.peak_rss_before_mib, s.peak_rss_after_mib), 1)),
+            "",
+        ),
+        (
+            "  images back, all Ready (s)",
+            Box::new(|r: &Run| fmt_opt(r.stuck.as_ref().map(|s| s.restored_seconds), 1)),
+            "",
+        ),
+    ]
+}
+
+/// The rows from convergence to drift repair.
+fn converge_rows() -> Vec<Row> {
     vec![
         (
             "converge (s)",
@@ -703,6 +793,12 @@ fn rows() -> Vec<Row> {
             Box::new(|r: &Run| fmt_opt(r.drift.as_ref().map(|d| d.max_ms), 1)),
             "",
         ),
+    ]
+}
+
+/// The operator's memory and CPU, and the restart.
+fn usage_rows() -> Vec<Row> {
+    vec![
         (
             "operator peak RSS (MiB)",
             Box::new(|r: &Run| fmt_opt(Some(r.operator.peak_rss_mib), 1)),

@@ -1,6 +1,8 @@
 //! What the benchmark applies: N copies of the shop sample, the children Keelson renders for
 //! them, and how their state is read.
 
+use std::time::Instant;
+
 use anyhow::Context as _;
 use e2e::harness::repo_root;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
@@ -68,15 +70,16 @@ pub fn name_of(o: &Value) -> &str {
 }
 
 /// Apply every Application as a user would (`kubectl apply --server-side`), `concurrency` at once.
+/// Returns when each apply was answered, in the order of `apps`.
 pub async fn apply_apps(
     client: &Client,
     ns: &str,
     apps: &[Value],
     concurrency: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Instant>> {
     let api = apps_api(client, ns);
-    stream::iter(apps)
-        .map(|app| {
+    let mut answered = stream::iter(apps.iter().enumerate())
+        .map(|(i, app)| {
             let api = api.clone();
             async move {
                 let name = name_of(app);
@@ -87,13 +90,14 @@ pub async fn apply_apps(
                 )
                 .await
                 .with_context(|| format!("apply Application {name}"))
-                .map(|_| ())
+                .map(|_| (i, Instant::now()))
             }
         })
         .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
+        .try_collect::<Vec<(usize, Instant)>>()
         .await?;
-    Ok(())
+    answered.sort_by_key(|(i, _)| *i);
+    Ok(answered.into_iter().map(|(_, at)| at).collect())
 }
 
 /// Whether an Application has a status for its current generation (whatever it says): the
@@ -110,7 +114,8 @@ pub fn app_applied(app: &Value) -> bool {
     app_observed(app) && condition(app, "Degraded").is_some_and(|c| c["status"] == "False")
 }
 
-fn condition<'a>(app: &'a Value, type_: &str) -> Option<&'a Value> {
+/// An Application's status condition of one type.
+pub fn condition<'a>(app: &'a Value, type_: &str) -> Option<&'a Value> {
     app["status"]["conditions"]
         .as_array()?
         .iter()

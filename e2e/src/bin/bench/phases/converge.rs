@@ -118,21 +118,21 @@ fn timeline_line(cluster: &Cluster, n: usize, apps: &[Value], at: Duration) {
 }
 
 /// How one wait for the Applications goes.
-struct Wait<'a> {
-    cluster: &'a Cluster,
-    client: &'a Client,
-    ns: &'a str,
-    apps: &'a [Value],
-    t0: Instant,
-    poll: Duration,
-    timeout: Duration,
-    timeline: bool,
+pub struct Wait<'a> {
+    pub cluster: &'a Cluster,
+    pub client: &'a Client,
+    pub ns: &'a str,
+    pub apps: &'a [Value],
+    pub t0: Instant,
+    pub poll: Duration,
+    pub timeout: Duration,
+    pub timeline: bool,
 }
 
 impl Wait<'_> {
     /// Polls until no Application is pending: the time since `t0`, or `None` after the timeout.
     /// Every 10 s it says how far it is and checks that the operator still runs.
-    async fn until(
+    pub async fn until(
         &self,
         pending: &mut PendingApps,
         op: &mut OperatorProcess,
@@ -167,7 +167,7 @@ impl Wait<'_> {
 
 /// How often convergence is checked: the stand-in is read without a request, a real cluster is
 /// listed.
-fn poll_interval(cluster: &Cluster) -> Duration {
+pub fn poll_interval(cluster: &Cluster) -> Duration {
     if cluster.is_real() {
         Duration::from_millis(500)
     } else {

@@ -1,9 +1,10 @@
 //! The benchmark's phases for one N: converge, baseline (in rounds), no-op resync, drift
-//! repair, restart.
+//! repair, pod reasons (in-process), restart.
 
 mod baseline;
 mod converge;
 mod steady;
+mod stuck;
 
 use std::{
     path::Path,
@@ -17,7 +18,7 @@ use crate::{
     measurement::self_cpu,
     operator::{OperatorProcess, OperatorStart},
     options::Opts,
-    report::{Rounds, Run},
+    report::{Rounds, Run, Stuck},
 };
 
 /// The operator's `--discovery-seconds`: no rediscovery during a run.
@@ -190,15 +191,16 @@ async fn converge_rounds_only(cx: &Ctx<'_>, n: usize) -> anyhow::Result<Run> {
         rounds: Some(rounds),
         resync: None,
         drift: None,
+        stuck: None,
         operator: usage.unwrap_or_default(),
         restart: None,
         bench_process_cpu_seconds: 0.0,
-        skipped: vec!["resync, drift and restart (--converge-only)".into()],
+        skipped: vec!["resync, drift, pod reasons and restart (--converge-only)".into()],
     })
 }
 
-/// One operator process through converge, resync and drift, then a second one restarted on the
-/// converged state.
+/// One operator process through converge, resync, drift and (in-process) pod reasons, then a
+/// second one restarted on the converged state.
 async fn operator_phases(cx: &Ctx<'_>, n: usize, fresh: &Fresh) -> anyhow::Result<Run> {
     let (cluster, ns) = (&fresh.cluster, fresh.ns.as_str());
     let resync = cx.opts.resync_for(n);
@@ -219,6 +221,7 @@ async fn operator_phases(cx: &Ctx<'_>, n: usize, fresh: &Fresh) -> anyhow::Resul
     } else {
         None
     };
+    let (stuck, skipped) = stuck_or_why_not(cx, &mut op, fresh, &apps).await?;
 
     op.check_alive()?;
     let usage = op.usage()?;
@@ -242,9 +245,30 @@ async fn operator_phases(cx: &Ctx<'_>, n: usize, fresh: &Fresh) -> anyhow::Resul
         rounds: None,
         resync: Some(resync),
         drift,
+        stuck,
         operator: usage,
         restart: Some(restart),
         bench_process_cpu_seconds: 0.0,
-        skipped: Vec::new(),
+        skipped,
     })
+}
+
+/// The pod-reasons phase, or why it is skipped.
+async fn stuck_or_why_not(
+    cx: &Ctx<'_>,
+    op: &mut OperatorProcess,
+    fresh: &Fresh,
+    apps: &[serde_json::Value],
+) -> anyhow::Result<(Option<Stuck>, Vec<String>)> {
+    let why_not = if fresh.cluster.is_real() {
+        "pod reasons (it turns on the in-process server's stand-in Pods and reads its request counts; a real cluster's kubelets and server are not steered or seen)"
+    } else if cx.opts.stuck_apps_for(apps.len()) == 0 {
+        "pod reasons (--stuck-apps 0)"
+    } else {
+        return Ok((
+            Some(stuck::stuck_phase(cx, op, fresh, apps).await?),
+            Vec::new(),
+        ));
+    };
+    Ok((None, vec![why_not.into()]))
 }
