@@ -100,11 +100,8 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
                 let md = &obj["metadata"];
                 let ns = md["namespace"].as_str().unwrap_or("").to_string();
                 for r in md["ownerReferences"].as_array().into_iter().flatten() {
-                    let key = match r["kind"].as_str() {
-                        Some("ReplicaSet") => "apps/replicasets",
-                        Some("StatefulSet") => "apps/statefulsets",
-                        Some("Deployment") => "apps/deployments",
-                        _ => continue,
+                    let Some(key) = workload_store_key(r) else {
+                        continue;
                     };
                     let name = r["name"].as_str().unwrap_or("").to_string();
                     ctl.schedule(Job::Workload(key.into(), ns.clone(), name), REACT);
@@ -197,11 +194,8 @@ impl Ctl {
         let mut jobs = Vec::new();
         let owner_job = |jobs: &mut Vec<(Job, Duration)>| {
             for r in md["ownerReferences"].as_array().into_iter().flatten() {
-                let key = match r["kind"].as_str() {
-                    Some("ReplicaSet") => "apps/replicasets",
-                    Some("StatefulSet") => "apps/statefulsets",
-                    Some("Deployment") => "apps/deployments",
-                    _ => continue,
+                let Some(key) = workload_store_key(r) else {
+                    continue;
                 };
                 let owner = r["name"].as_str().unwrap_or("").to_string();
                 jobs.push((Job::Workload(key.into(), ns.clone(), owner), REACT));
@@ -529,6 +523,16 @@ fn statefulset(st: &mut State, ns: &str, name: &str, ready: bool) {
     s["collisionCount"] = json!(0);
     s["availableReplicas"] = json!(if ready { desired } else { 0 });
     write_status(st, "apps", "v1", "statefulsets", &obj, s);
+}
+
+/// The store key of the workload an owner reference names, when it is one the stand-ins run.
+fn workload_store_key(owner_ref: &Value) -> Option<&'static str> {
+    match owner_ref["kind"].as_str()? {
+        "ReplicaSet" => Some("apps/replicasets"),
+        "StatefulSet" => Some("apps/statefulsets"),
+        "Deployment" => Some("apps/deployments"),
+        _ => None,
+    }
 }
 
 /// PVCs `<template>-<statefulset>-<ordinal>`; owned by the StatefulSet only when its
