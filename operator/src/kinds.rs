@@ -32,22 +32,21 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Write {
     /// Server-side apply with the `keelson` field manager, forced, on every change (RBAC verbs:
-    /// create, delete, get, list, patch, watch).
+    /// create, delete, list, patch, watch).
     Apply,
-    /// Created when missing, never written again (RBAC verbs: create, delete, get, list, watch), e.g.
+    /// Created when missing, never written again (RBAC verbs: create, delete, list, watch), e.g.
     /// credentials that must survive any change of the spec.
     CreateOnly,
 }
 
 impl Write {
-    /// The RBAC verbs the controller needs on a kind written this way: its writes, its watch
-    /// (list, watch), its prune (delete), and the read of a name the watch does not know before
-    /// its first write (get; the ownership check). An apply that creates its object is
-    /// authorized as a create.
+    /// The RBAC verbs the controller needs on a kind written this way: its writes, its watches
+    /// (list, watch; they also answer the ownership check, so no name is read with a get) and
+    /// its prune (delete). An apply that creates its object is authorized as a create.
     pub const fn verbs(self) -> &'static [&'static str] {
         match self {
-            Write::Apply => &["create", "delete", "get", "list", "patch", "watch"],
-            Write::CreateOnly => &["create", "delete", "get", "list", "watch"],
+            Write::Apply => &["create", "delete", "list", "patch", "watch"],
+            Write::CreateOnly => &["create", "delete", "list", "watch"],
         }
     }
 }
@@ -138,6 +137,11 @@ pub trait Child:
     /// The optional API the kind belongs to; `None` when every cluster serves it.
     const API: Option<OptionalApi> = None;
 
+    /// Whether the controller reads single objects of the kind by name (RBAC verb `get`), beyond
+    /// what its watches list: StatefulSets, read whole before one is replaced to grow a
+    /// database's volume (see [`crate::controller::volumes`]).
+    const READ_BY_NAME: bool = false;
+
     /// A hash of the spec, for kinds watched whole without a generation.
     fn spec_hash(&self) -> Option<u64> {
         None
@@ -167,6 +171,7 @@ impl Child for Service {
 impl Child for StatefulSet {
     type Desired = Self;
     const WATCH: WatchMode = WatchMode::Whole;
+    const READ_BY_NAME: bool = true;
     fn workload(&self) -> Option<Workload> {
         let st = self.status.as_ref();
         let revision_pending = st.is_some_and(|s| {
@@ -376,6 +381,8 @@ pub struct KindInfo {
     pub plural: &'static str,
     /// How Keelson writes it.
     pub write: Write,
+    /// Whether single objects are read by name ([`Child::READ_BY_NAME`]).
+    pub read_by_name: bool,
     /// The optional API it belongs to.
     pub api: Option<OptionalApi>,
 }
@@ -391,6 +398,7 @@ pub fn all() -> Vec<KindInfo> {
                 kind: kind_name::<K>(),
                 plural: leak_once(K::plural(&())),
                 write: K::WRITE,
+                read_by_name: K::READ_BY_NAME,
                 api: K::API,
             });
         }

@@ -345,3 +345,55 @@ async fn a_restarted_operator_reapplies_only_what_changed_meanwhile() {
         "{applied:?}"
     );
 }
+
+/// Once the watches have listed, the name of a child is looked up in them: a first reconcile
+/// reads no child (only each new database's retained volume claim, which no watch holds), and an
+/// object made by hand under a wanted name (no Keelson label, so only the
+/// watch of unlabelled objects holds it) is still left alone.
+#[tokio::test]
+async fn once_the_watches_have_listed_a_first_reconcile_reads_no_child_and_still_refuses_a_hand_made_one()
+ {
+    let app = application("shop.yaml");
+    let h = Harness::new(&app);
+    let by_hand = json!({"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "shop-orders", "namespace": "shop", "resourceVersion": "3",
+        "labels": {"app": "orders"}}});
+    h.preload(&[by_hand]);
+    let calls = h.reconcile(&app).await;
+    let mut gets: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "GET")
+        .map(|c| c.path.as_str())
+        .collect();
+    gets.sort();
+    assert_eq!(
+        gets,
+        [
+            "/api/v1/namespaces/shop/persistentvolumeclaims/data-shop-cache-0",
+            "/api/v1/namespaces/shop/persistentvolumeclaims/data-shop-orders-db-0",
+        ]
+    );
+    let w = writes(&calls);
+    assert!(
+        !w.iter().any(|c| c.ends_with("/services/shop-orders")),
+        "the hand-made Service is not written: {w:#?}"
+    );
+    for other in [
+        "PATCH /api/v1/namespaces/shop/services/shop-storefront",
+        "PATCH /apis/apps/v1/namespaces/shop/deployments/shop-orders",
+    ] {
+        assert!(w.iter().any(|c| c == other), "{other} missing: {w:#?}");
+    }
+    let status = written_status(&calls);
+    let conflict = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["reason"] == "Conflict")
+        .unwrap_or_else(|| panic!("a Conflict condition: {status:#}"));
+    let message = conflict["message"].as_str().unwrap();
+    assert!(
+        message.contains("Service shop-orders exists and Keelson did not create it"),
+        "{message}"
+    );
+}

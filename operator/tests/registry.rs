@@ -164,7 +164,15 @@ fn rbac_grants_exactly_the_registered_kinds_verbs() {
         .map(|k| Rule {
             api_groups: vec![k.group.to_string()],
             resources: vec![k.plural.to_string()],
-            verbs: k.write.verbs().iter().map(|v| v.to_string()).collect(),
+            verbs: {
+                let mut verbs: Vec<String> =
+                    k.write.verbs().iter().map(|v| v.to_string()).collect();
+                if k.read_by_name {
+                    verbs.push("get".into());
+                    verbs.sort();
+                }
+                verbs
+            },
         })
         .collect();
     assert_eq!(child_rules, wanted.iter().collect::<BTreeSet<_>>());

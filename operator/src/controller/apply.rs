@@ -369,11 +369,7 @@ fn apply_job<'a, K: Registered>(
     Box::pin(async move {
         use super::ownership::Claim;
         // Only what this Application controls is written (see `ownership`).
-        let result = match (
-            K::WRITE,
-            desired.object(),
-            a.claim(desired.name(), stores).await,
-        ) {
+        let result = match (K::WRITE, desired.object(), a.claim(desired.name(), stores)) {
             (_, _, Err(e)) => Err(e),
             (_, _, Ok(Claim::Conflict(c))) => Ok(Change::Conflict(Box::new(c))),
             (_, None, Ok(Claim::Write)) => Ok(Change::None),

@@ -162,8 +162,7 @@ pub enum Error {
         #[source]
         source: ApiError,
     },
-    /// A read of one object: a child's name the watch does not know (the ownership check), or a
-    /// database's volume claim.
+    /// A read of one object: a database's volume claim, or a StatefulSet about to be replaced.
     #[error("could not read {kind} {name}: {source}")]
     Read {
         /// The object's kind.
@@ -194,6 +193,22 @@ pub enum Error {
         #[source]
         source: ApiError,
     },
+    /// A child's name could not be looked up: a watch of its kind (Keelson's objects, or the
+    /// objects without Keelson's label) has not listed yet, for an API the cluster has just
+    /// begun to serve, or because listing fails. Retried soon; nothing is written in the
+    /// meantime, since the name may belong to someone else.
+    #[error(
+        "could not check who controls {kind} {name}: the watch of {kind} objects has not listed them yet{}",
+        failure.as_deref().map(|f| format!(" ({f})")).unwrap_or_default()
+    )]
+    NotListed {
+        /// The child's kind.
+        kind: &'static str,
+        /// The child's name.
+        name: String,
+        /// Why the watch last failed, in words, if it did.
+        failure: Option<String>,
+    },
     /// Asking the API server whether it serves an optional API.
     #[error("could not discover whether the cluster serves {api}: {source}")]
     Discovery {
@@ -220,8 +235,8 @@ impl Error {
         }
     }
 
-    /// The API server's answer.
-    pub fn answer(&self) -> &ApiError {
+    /// The API server's answer (`None` for [`Error::NotListed`], which asked nothing).
+    pub fn answer(&self) -> Option<&ApiError> {
         match self {
             Error::Apply { source, .. }
             | Error::Create { source, .. }
@@ -229,19 +244,21 @@ impl Error {
             | Error::Read { source, .. }
             | Error::Resize { source, .. }
             | Error::Status { source }
-            | Error::Discovery { source, .. } => source,
+            | Error::Discovery { source, .. } => Some(source),
+            Error::NotListed { .. } => None,
         }
     }
 
     /// Whether retrying cannot help until the spec or the cluster changes (see
     /// [`ApiError::is_permanent`]).
     pub fn is_permanent(&self) -> bool {
-        self.answer().is_permanent()
+        self.answer().is_some_and(ApiError::is_permanent)
     }
 
     /// The error's category, the `category` label of `keelson_reconcile_errors_total`.
     pub fn category(&self) -> ErrorCategory {
-        self.answer().category()
+        self.answer()
+            .map_or(ErrorCategory::WatchNotListed, ApiError::category)
     }
 
     /// How a reconcile that failed with this error is retried, after `failures` consecutive
@@ -260,9 +277,10 @@ impl Error {
             Error::Apply { .. } | Error::Create { .. } => "ApplyFailed",
             Error::Prune { .. } => "PruneFailed",
             Error::Resize { .. } => "ResizeFailed",
-            Error::Read { .. } | Error::Status { .. } | Error::Discovery { .. } => {
-                "ReconcileFailed"
-            }
+            Error::Read { .. }
+            | Error::NotListed { .. }
+            | Error::Status { .. }
+            | Error::Discovery { .. } => "ReconcileFailed",
         }
     }
 
@@ -271,7 +289,7 @@ impl Error {
         match self {
             Error::Apply { .. } | Error::Create { .. } => "Apply",
             Error::Prune { .. } => "Prune",
-            Error::Read { .. } => "Fetch",
+            Error::Read { .. } | Error::NotListed { .. } => "Fetch",
             Error::Resize { .. } => "Resize",
             Error::Status { .. } => "Status",
             Error::Discovery { .. } => "Discover",
@@ -330,11 +348,13 @@ pub enum ErrorCategory {
     Api,
     /// No answer.
     Transport,
+    /// A watch a reconcile needed has not listed yet ([`Error::NotListed`]).
+    WatchNotListed,
 }
 
 impl ErrorCategory {
     /// Every category, in the order metrics list them.
-    pub const ALL: [ErrorCategory; 9] = [
+    pub const ALL: [ErrorCategory; 10] = [
         ErrorCategory::InvalidSpec,
         ErrorCategory::Conflict,
         ErrorCategory::Throttled,
@@ -344,6 +364,7 @@ impl ErrorCategory {
         ErrorCategory::Server,
         ErrorCategory::Api,
         ErrorCategory::Transport,
+        ErrorCategory::WatchNotListed,
     ];
 
     /// The label value, e.g. `conflict`.
@@ -358,6 +379,7 @@ impl ErrorCategory {
             ErrorCategory::Server => "server",
             ErrorCategory::Api => "api",
             ErrorCategory::Transport => "transport",
+            ErrorCategory::WatchNotListed => "watch_not_listed",
         }
     }
 }
@@ -447,6 +469,35 @@ mod tests {
             assert_eq!(text, want);
             assert_words(&text);
         }
+    }
+
+    #[test]
+    fn a_watch_that_has_not_listed_is_retried_soon_and_said_in_words() {
+        let waiting = Error::NotListed {
+            kind: "HTTPRoute",
+            name: "shop".into(),
+            failure: None,
+        };
+        assert_eq!(
+            waiting.to_string(),
+            "could not check who controls HTTPRoute shop: the watch of HTTPRoute objects has not listed them yet"
+        );
+        let failing = Error::NotListed {
+            kind: "Service",
+            name: "shop-web".into(),
+            failure: Some("could not list: the API server refused (503)".into()),
+        };
+        let text = failing.to_string();
+        assert!(
+            text.ends_with(
+                "has not listed them yet (could not list: the API server refused (503))"
+            )
+        );
+        assert_words(&text);
+        assert!(!failing.is_permanent());
+        assert_eq!(failing.retry(1), Retry::After(Duration::from_secs(1)));
+        assert_eq!(failing.category().as_str(), "watch_not_listed");
+        assert_eq!(failing.reason(), "ReconcileFailed");
     }
 
     #[test]

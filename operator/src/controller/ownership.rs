@@ -1,8 +1,11 @@
 //! Ownership: Keelson writes only objects it controls.
 //!
-//! Before a child is written, its name is looked up: in the watch index when the index knows it
-//! (every object labelled `app.kubernetes.io/managed-by: keelson`), otherwise with one GET (an
-//! object made by hand carries no such label). What exists decides:
+//! Before a child is written, its name is looked up in the watches: Keelson's index of its
+//! labelled objects (`app.kubernetes.io/managed-by: keelson`), and a metadata-only watch of every
+//! other object of the kind (selector `app.kubernetes.io/managed-by!=keelson`: made by hand or by
+//! another tool), which keeps only who controls each. While one of them has not listed yet
+//! (an API the cluster has just begun to serve), nothing is written under the name and the
+//! reconcile is retried soon ([`Error::NotListed`]). What exists decides:
 //!
 //! - controlled by this Application (or absent): written as usual;
 //! - controlled by another Application, or by another controller: a [`Conflict`], left alone;
@@ -20,12 +23,10 @@
 
 use std::fmt;
 
-use kube::{Api, Resource};
-
 use super::{
     apply::Applier,
     error::{Error, Result},
-    watch::{Child, KindStores, Observed},
+    watch::{Child, KindStores, Lookup, Observed},
 };
 use crate::{build::labels, kinds::kind_name};
 
@@ -123,19 +124,20 @@ pub fn claim(
 }
 
 impl Applier<'_> {
-    /// Whether this Application may write the child `name` of kind `K`: known to the watch
-    /// index, or looked up once when the index does not know it (it sees only Keelson's
-    /// labelled objects).
-    pub async fn claim<K: Child>(&self, name: &str, stores: &KindStores<K>) -> Result<Claim> {
+    /// Whether this Application may write the child `name` of kind `K`, from what the watches
+    /// know of the name: Keelson's labelled objects and, reduced to who controls them, every
+    /// other object of the kind. [`Error::NotListed`] while one of them has not listed yet.
+    pub fn claim<K: Child>(&self, name: &str, stores: &KindStores<K>) -> Result<Claim> {
         let kind = kind_name::<K>();
-        let existing = match stores.get(self.namespace(), name) {
-            Some(o) => Some(o),
-            None => {
-                let api: Api<K> = Api::namespaced(self.context().client.clone(), self.namespace());
-                api.get_metadata_opt(name)
-                    .await
-                    .map_err(Error::read(kind, name))?
-                    .map(|o| Observed::of_meta(o.meta()))
+        let existing = match stores.lookup(self.namespace(), name) {
+            Lookup::Exists(o) => Some(o),
+            Lookup::Absent => None,
+            Lookup::Unknown => {
+                return Err(Error::NotListed {
+                    kind,
+                    name: name.to_string(),
+                    failure: stores.start_failure(),
+                });
             }
         };
         Ok(claim(

@@ -62,13 +62,18 @@ fn rule<K: Resource<DynamicType = ()>>(sub: Option<&str>, verbs: &[&str]) -> Rul
 }
 
 /// Every rule, with where it applies: the Application, every registered child kind with the
-/// verbs of how it is written ([`kinds::Write::verbs`]), Events, Pods and the Lease.
+/// verbs of how it is written ([`kinds::Write::verbs`]) and `get` where it is read by name
+/// ([`kinds::Child::READ_BY_NAME`]), Events, Pods and the Lease.
 pub fn rules_with_place() -> Vec<(Rule, Place)> {
     struct ChildRules(Vec<(Rule, Place)>);
     impl KindVisitor for ChildRules {
         fn visit<K: Registered>(&mut self) {
-            self.0
-                .push((rule::<K>(None, K::WRITE.verbs()), Place::Watched));
+            let mut verbs = K::WRITE.verbs().to_vec();
+            if K::READ_BY_NAME {
+                verbs.push("get");
+                verbs.sort_unstable();
+            }
+            self.0.push((rule::<K>(None, &verbs), Place::Watched));
         }
     }
     let mut children = ChildRules(Vec::new());

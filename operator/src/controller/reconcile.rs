@@ -40,7 +40,8 @@ pub enum Outcome {
 }
 
 /// How soon an Application with held-back children is reconciled again: what holds a child
-/// back may be an object no watch sees (made by hand, then annotated for adoption).
+/// back may go without a watch event naming the Application (a conflicting object made by hand
+/// and then deleted names no Application; one annotated for adoption wakes it at once).
 pub const HELD_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Outcome {

@@ -216,6 +216,18 @@ impl Observed {
         }
     }
 
+    /// What is kept of an object without Keelson's label: only who controls it (its
+    /// resourceVersion, generation and metadata hashes are of no use for an object Keelson does
+    /// not write).
+    pub fn of_foreign(meta: &ObjectMeta) -> Self {
+        let Observed { owner, unowned, .. } = Observed::of_meta(meta);
+        Observed {
+            owner,
+            unowned,
+            ..Observed::default()
+        }
+    }
+
     /// What the controller remembers of `obj`.
     pub fn of<K: Child>(obj: &K) -> Self {
         Observed {
@@ -235,9 +247,10 @@ impl Observed {
 
     /// Whether a change from `self` to `new` can matter to the controller: anything but the
     /// resourceVersion differs, or the kind shows neither a generation nor a spec hash (so a new
-    /// resourceVersion is all there is to see).
+    /// resourceVersion is all there is to see). Entries of unlabelled objects
+    /// ([`Observed::of_foreign`]) have no resourceVersion: who controls them is all they compare.
     fn differs(&self, new: &Observed) -> bool {
-        if new.generation.is_none() && new.spec.is_none() {
+        if new.generation.is_none() && new.spec.is_none() && new.resource_version.is_some() {
             return self.resource_version != new.resource_version;
         }
         self.generation != new.generation
@@ -250,10 +263,12 @@ impl Observed {
     }
 
     /// The Application to wake when this child changes: its controller owner, or for a child
-    /// no Application controls, the Application its label names.
+    /// no Application controls, the Application its label names, else the one its adoption
+    /// annotation names.
     fn wakes(&self) -> Option<Owner> {
         self.owner.clone().or_else(|| {
-            let name = self.unowned.as_ref()?.application.clone()?;
+            let u = self.unowned.as_ref()?;
+            let name = u.application.clone().or_else(|| u.adopt.clone())?;
             Some(Owner {
                 uid: String::new(),
                 name,
@@ -381,14 +396,41 @@ impl ScopeIndex {
 /// The watched children of kind `K`, set once its watch starts (at start-up, or for an optional
 /// API once the cluster serves it).
 pub struct KindStores<K> {
-    scopes: OnceLock<HashMap<Option<String>, Arc<ScopeIndex>>>,
+    scopes: OnceLock<Scopes>,
+    /// Objects of the kind without Keelson's label (made by hand or by another tool), reduced to
+    /// who controls them: what lets [`KindStores::lookup`] answer for a name the labelled
+    /// index does not know without asking the API server.
+    foreign: OnceLock<Scopes>,
     kind: PhantomData<fn() -> K>,
+}
+
+/// One index per watched scope (key: `None` for every namespace).
+type Scopes = HashMap<Option<String>, Arc<ScopeIndex>>;
+
+/// The index of `scopes` that holds `namespace`.
+fn scope_of<'a>(scopes: &'a Scopes, namespace: &str) -> Option<&'a Arc<ScopeIndex>> {
+    scopes
+        .get(&None)
+        .or_else(|| scopes.get(&Some(namespace.to_string())))
+}
+
+/// What the watches know of one name (see [`KindStores::lookup`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// An object of this name exists: what is known of it.
+    Exists(Observed),
+    /// Both watches have listed and neither holds the name: it does not exist (as far as the
+    /// watches have seen).
+    Absent,
+    /// A watch has not listed yet: only the API server can say.
+    Unknown,
 }
 
 impl<K> Default for KindStores<K> {
     fn default() -> Self {
         KindStores {
             scopes: OnceLock::new(),
+            foreign: OnceLock::new(),
             kind: PhantomData,
         }
     }
@@ -401,10 +443,7 @@ impl<K: Child> KindStores<K> {
     }
 
     fn scope(&self, namespace: &str) -> Option<&Arc<ScopeIndex>> {
-        let scopes = self.scopes.get()?;
-        scopes
-            .get(&None)
-            .or_else(|| scopes.get(&Some(namespace.to_string())))
+        scope_of(self.scopes.get()?, namespace)
     }
 
     /// What is known of the child `name` in `namespace`.
@@ -414,6 +453,26 @@ impl<K: Child> KindStores<K> {
             .objects
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// What the watches know of the name `name` in `namespace`, labelled by Keelson or not: an
+    /// object Keelson's watch holds, else one the watch of unlabelled objects holds, else
+    /// [`Lookup::Absent`] once both have listed, else [`Lookup::Unknown`].
+    pub fn lookup(&self, namespace: &str, name: &str) -> Lookup {
+        if let Some(o) = self.get(namespace, name) {
+            return Lookup::Exists(o);
+        }
+        let key = (namespace.to_string(), name.to_string());
+        let foreign = self.foreign.get().and_then(|s| scope_of(s, namespace));
+        match (self.scope(namespace), foreign) {
+            (Some(own), Some(foreign)) if *own.ready.borrow() && *foreign.ready.borrow() => {
+                match foreign.read().objects.get(&key) {
+                    Some(o) => Lookup::Exists(o.clone()),
+                    None => Lookup::Absent,
+                }
+            }
+            _ => Lookup::Unknown,
+        }
     }
 
     /// The names of the children in `namespace` whose controller owner is the Application with
@@ -448,18 +507,27 @@ impl<K: Child> KindStores<K> {
         self.len() == 0
     }
 
-    /// Fill the index with fixed objects, for every namespace, instead of watching. For tests and
-    /// offline tools; has no effect once the watch is set.
+    /// Fill the indexes with fixed objects, for every namespace, instead of watching (Keelson's
+    /// labelled objects into its index, the others into the index of unlabelled objects), in
+    /// place of what an earlier preload put there. For tests and offline tools; has no effect
+    /// once the watch is set.
     pub fn preload(&self, objects: &[K]) {
-        let scope = ScopeIndex::new();
-        {
-            let mut index = scope.write();
-            for o in objects {
-                index.insert(key_of(o.meta()), Observed::of(o));
+        let (mut own, mut foreign) = (HashMap::new(), HashMap::new());
+        for o in objects {
+            let key = key_of(o.meta());
+            if unowned_of_meta(o.meta()).keelson_made {
+                own.insert(key, Observed::of(o));
+            } else {
+                foreign.insert(key, Observed::of_foreign(o.meta()));
             }
         }
-        scope.ready.send_replace(true);
-        let _ = self.scopes.set(HashMap::from([(None, scope)]));
+        for (scopes, fresh) in [(&self.scopes, own), (&self.foreign, foreign)] {
+            let scopes = scopes.get_or_init(|| HashMap::from([(None, ScopeIndex::new())]));
+            if let Some(scope) = scopes.get(&None) {
+                replace_all(scope, fresh);
+                scope.ready.send_replace(true);
+            }
+        }
     }
 
     /// Whether the watch has started and every scope has finished its first list, so that what
@@ -470,24 +538,24 @@ impl<K: Child> KindStores<K> {
             .is_some_and(|s| s.values().all(|i| *i.ready.borrow()))
     }
 
-    /// Why the watch of a scope that has not finished its first list last failed, in words (the
-    /// first such scope), e.g. `could not list: deployments.apps is forbidden: ...`.
+    /// Why the watch of a scope (of either watch) that has not finished its first list last
+    /// failed, in words (the first such scope), e.g. `could not list: deployments.apps is forbidden: ...`.
     pub fn start_failure(&self) -> Option<String> {
-        let scopes = self.scopes.get()?;
-        scopes
-            .values()
+        let own = self.scopes.get()?.values();
+        let foreign = self.foreign.get().into_iter().flat_map(|s| s.values());
+        own.chain(foreign)
             .filter(|i| !*i.ready.borrow())
             .find_map(|i| i.failure.lock().expect("failure lock").clone())
     }
 
-    /// Wait until every scope has finished its first list (at once when the watch has not
-    /// started).
+    /// Wait until every scope of both watches has finished its first list (at once when the
+    /// watch has not started).
     pub async fn wait_until_ready(&self) {
-        if let Some(scopes) = self.scopes.get() {
-            for s in scopes.values() {
-                let mut rx = s.ready.subscribe();
-                let _ = rx.wait_for(|ready| *ready).await;
-            }
+        let own = self.scopes.get().into_iter().flat_map(|s| s.values());
+        let foreign = self.foreign.get().into_iter().flat_map(|s| s.values());
+        for s in own.chain(foreign) {
+            let mut rx = s.ready.subscribe();
+            let _ = rx.wait_for(|ready| *ready).await;
         }
     }
 
@@ -499,17 +567,17 @@ impl<K: Child> KindStores<K> {
         scope: &Scope,
         owners: UnboundedSender<ObjectRef<Application>>,
     ) {
-        let mut map = HashMap::new();
+        let (mut map, mut foreign_map) = (HashMap::new(), HashMap::new());
         for key in scope.keys() {
             let index = ScopeIndex::new();
             let kind = kind_name::<K>();
-            let owners = owners.clone();
             if K::WATCH == WatchMode::Whole {
                 let observe = |o: K| (key_of(o.meta()), Observed::of(&o));
                 spawn_follow(
                     Scope::api(client, &key),
+                    watcher_config(),
                     index.clone(),
-                    owners,
+                    owners.clone(),
                     kind,
                     observe,
                 );
@@ -518,21 +586,37 @@ impl<K: Child> KindStores<K> {
                     |o: PartialObjectMeta<K>| (key_of(&o.metadata), Observed::of_meta(&o.metadata));
                 spawn_follow(
                     Scope::api(client, &key),
+                    watcher_config(),
                     index.clone(),
-                    owners,
+                    owners.clone(),
                     kind,
                     observe,
                 );
             }
+            let foreign = ScopeIndex::new();
+            let observe =
+                |o: PartialObjectMeta<K>| (key_of(&o.metadata), Observed::of_foreign(&o.metadata));
+            spawn_follow(
+                Scope::api(client, &key),
+                foreign_config(),
+                foreign.clone(),
+                owners.clone(),
+                kind,
+                observe,
+            );
+            foreign_map.insert(key.clone(), foreign);
             map.insert(key, index);
         }
         let _ = self.scopes.set(map);
+        let _ = self.foreign.set(foreign_map);
     }
 }
 
-/// Follow the watch of `api` into `index` in a task of its own.
+/// Follow the watch of `api` with `config` into `index` in a task of its own (metadata-only
+/// requests when `T` is a `PartialObjectMeta`).
 fn spawn_follow<T>(
     api: Api<T>,
+    config: watcher::Config,
     index: Arc<ScopeIndex>,
     owners: UnboundedSender<ObjectRef<Application>>,
     kind: &'static str,
@@ -540,7 +624,7 @@ fn spawn_follow<T>(
 ) where
     T: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let stream = watcher(api, watcher_config()).default_backoff();
+    let stream = watcher(api, config).default_backoff();
     tokio::spawn(follow(stream, index, owners, kind, observe));
 }
 
@@ -559,6 +643,17 @@ fn watcher_config() -> watcher::Config {
     watcher::Config::default()
         .labels(&format!(
             "{}={}",
+            labels::MANAGED_BY_LABEL,
+            labels::MANAGED_BY
+        ))
+        .page_size(LIST_PAGE_SIZE)
+}
+
+/// The watch of the objects Keelson's label does not mark: metadata only, in small pages.
+fn foreign_config() -> watcher::Config {
+    watcher::Config::default()
+        .labels(&format!(
+            "{}!={}",
             labels::MANAGED_BY_LABEL,
             labels::MANAGED_BY
         ))
@@ -772,6 +867,96 @@ mod tests {
         let woken = follow_events(&scope, vec![Delete(deployment("a-web", "a", "10", 1, 2))]).await;
         assert_eq!(woken, ["a"]);
         assert!(!scope.read().by_owner.contains_key("uid-a"));
+    }
+
+    fn service(name: &str, metadata: serde_json::Value) -> Service {
+        let mut meta = json!({"name": name, "namespace": "ns", "resourceVersion": "7"});
+        meta.as_object_mut()
+            .unwrap()
+            .extend(metadata.as_object().unwrap().clone());
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta}))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_name_is_looked_up_in_both_watches_and_is_unknown_until_both_have_listed() {
+        let stores = KindStores::<Service>::default();
+        assert_eq!(stores.lookup("ns", "web"), Lookup::Unknown);
+
+        let ours = service(
+            "web",
+            json!({"labels": {"app.kubernetes.io/managed-by": "keelson"}}),
+        );
+        let by_hand = service("db", json!({"labels": {"app": "db"}}));
+        let other = service(
+            "api",
+            json!({"ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
+                "name": "rc", "uid": "u", "controller": true}]}),
+        );
+        stores.preload(&[ours, by_hand, other]);
+
+        // Keelson's own object is in its labelled index, whole.
+        let Lookup::Exists(web) = stores.lookup("ns", "web") else {
+            panic!("web is known")
+        };
+        assert_eq!(web.resource_version.as_deref(), Some("7"));
+        // Objects without the label are known by who controls them, and by nothing else.
+        let Lookup::Exists(db) = stores.lookup("ns", "db") else {
+            panic!("db is known")
+        };
+        assert_eq!(db.unowned.as_deref(), Some(&Unowned::default()));
+        assert_eq!(db.resource_version, None);
+        assert!(db.metadata.is_empty());
+        let Lookup::Exists(api) = stores.lookup("ns", "api") else {
+            panic!("api is known")
+        };
+        assert_eq!(
+            api.unowned.and_then(|u| u.controller).as_deref(),
+            Some("ReplicationController/rc")
+        );
+        // Listed by both and held by neither: absent, in this namespace only.
+        assert_eq!(stores.lookup("ns", "cache"), Lookup::Absent);
+        assert_eq!(stores.lookup("other", "db"), Lookup::Absent);
+        assert_eq!(stores.len(), 1, "only Keelson's objects count as children");
+    }
+
+    #[tokio::test]
+    async fn an_unlabelled_object_wakes_only_the_application_it_names_when_who_controls_it_changes()
+    {
+        use watcher::Event::*;
+        let scope = ScopeIndex::new();
+        let (tx, mut rx) = mpsc::unbounded();
+        let events = vec![
+            Init,
+            InitApply(service("shop-web", json!({}))),
+            InitDone,
+            // Another write that changes nothing about who controls it: nobody to wake.
+            Apply(service(
+                "shop-web",
+                json!({"resourceVersion": "8", "labels": {"x": "y"}}),
+            )),
+            // Annotated for adoption by the Application shop: shop is woken at once.
+            Apply(service(
+                "shop-web",
+                json!({"resourceVersion": "9", "annotations": {"keelson.dev/adopt": "shop"}}),
+            )),
+            // Deleted: shop is woken again (its name is free).
+            Delete(service(
+                "shop-web",
+                json!({"resourceVersion": "9", "annotations": {"keelson.dev/adopt": "shop"}}),
+            )),
+        ];
+        let stream = futures::stream::iter(events.into_iter().map(Ok));
+        follow(stream, scope.clone(), tx, "Service", |o: Service| {
+            (key_of(o.meta()), Observed::of_foreign(o.meta()))
+        })
+        .await;
+        let mut woken = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            woken.push(r.name);
+        }
+        assert_eq!(woken, ["shop", "shop"]);
+        assert!(scope.read().objects.is_empty());
     }
 
     #[test]

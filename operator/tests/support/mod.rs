@@ -131,6 +131,8 @@ pub struct Harness {
     pub calls: Arc<Mutex<Vec<Call>>>,
     /// Writes the mocked API server refuses.
     pub refusals: Arc<Mutex<Vec<Refusal>>>,
+    /// Whether the child stores were filled.
+    preloaded: std::sync::atomic::AtomicBool,
 }
 
 impl Harness {
@@ -155,6 +157,7 @@ impl Harness {
             ctx: Arc::new(ctx),
             calls,
             refusals,
+            preloaded: Default::default(),
         }
     }
 
@@ -174,6 +177,14 @@ impl Harness {
         Vec<Call>,
     ) {
         self.calls.lock().unwrap().clear();
+        // The watches have listed (nothing, unless `preload` filled them), as they have before
+        // the operator's first reconcile.
+        if !self
+            .preloaded
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.ctx.stores.preload(&[]);
+        }
         let app: Application = serde_json::from_value(app.clone()).unwrap();
         let result = controller::reconcile(Arc::new(app), self.ctx.clone()).await;
         (result, self.calls.lock().unwrap().clone())
@@ -181,6 +192,8 @@ impl Harness {
 
     /// Fill every child store with `objects` (as the watches would have seen them).
     pub fn preload(&self, objects: &[Value]) {
+        self.preloaded
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.ctx.stores.preload(objects);
     }
 }
