@@ -67,10 +67,12 @@ impl Record {
 /// A child of one Application: (kind, name).
 pub type ChildKey = (&'static str, String);
 
-/// Per Application (by uid), per child: the last apply.
+/// Per Application (by uid), per child: the last apply; and per Application, a hash of the
+/// inventory its stored status lists.
 #[derive(Default)]
 pub struct ApplyCache {
     inner: Mutex<HashMap<String, HashMap<ChildKey, Record>>>,
+    listed: Mutex<HashMap<String, u64>>,
 }
 
 impl ApplyCache {
@@ -140,9 +142,46 @@ impl ApplyCache {
         inner.insert(app.to_string(), records.collect());
     }
 
+    /// Take the inventory out of an Application's status as its watch delivers it: remember
+    /// what it lists ([`ApplyCache::restore`]) and a hash of it ([`ApplyCache::lists`]), and
+    /// leave the stored Application without it. At thousands of Applications the lists (23
+    /// entries for the shop sample, about 7 KB in memory) would be a large part of the
+    /// operator's memory, and nothing else reads them.
+    pub fn absorb(&self, app: &mut crate::api::Application) {
+        let (Some(status), Some(uid)) = (app.status.as_mut(), app.metadata.uid.as_deref()) else {
+            return;
+        };
+        let inventory = std::mem::take(&mut status.inventory);
+        self.listed
+            .lock()
+            .expect("lock")
+            .insert(uid.to_string(), hash_value(&inventory));
+        self.restore(uid, &inventory);
+    }
+
+    /// Whether `new` is the inventory the status of the Application `app` lists: `stored` when
+    /// the Application at hand still carries it, else what [`ApplyCache::absorb`] took out of it
+    /// or [`ApplyCache::wrote`] last wrote (an empty list when neither is known).
+    pub fn lists(&self, app: &str, stored: &[InventoryEntry], new: &[InventoryEntry]) -> bool {
+        let listed = match self.listed.lock().expect("lock").get(app) {
+            Some(h) if stored.is_empty() => *h,
+            _ => hash_value(&stored),
+        };
+        listed == hash_value(&new)
+    }
+
+    /// Remember that the status of the Application `app` now lists `inventory`.
+    pub fn wrote(&self, app: &str, inventory: &[InventoryEntry]) {
+        self.listed
+            .lock()
+            .expect("lock")
+            .insert(app.to_string(), hash_value(&inventory));
+    }
+
     /// Forget every Application whose uid `keep` rejects.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.inner.lock().expect("lock").retain(|uid, _| keep(uid));
+        self.listed.lock().expect("lock").retain(|uid, _| keep(uid));
     }
 
     /// How many children are remembered.
@@ -436,5 +475,61 @@ pub async fn apply_all(a: &Applier<'_>, c: &Children) -> Applied {
     Applied {
         report,
         result: first.map_or(Ok(()), Err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Application;
+
+    fn entry(name: &str, applied: &str) -> InventoryEntry {
+        InventoryEntry {
+            kind: "Service".into(),
+            name: name.into(),
+            applied: applied.into(),
+            generation: None,
+            resource_version: Some("7".into()),
+            spec: None,
+        }
+    }
+
+    fn app_listing(inventory: Vec<InventoryEntry>) -> Application {
+        let mut app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "keelson.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "ns", "uid": "u1"},
+            "spec": {"services": []},
+            "status": {}
+        }))
+        .unwrap();
+        app.status.as_mut().unwrap().inventory = inventory;
+        app
+    }
+
+    #[test]
+    fn an_absorbed_inventory_is_remembered_and_left_out_of_the_stored_application() {
+        let cache = ApplyCache::default();
+        let listed = vec![entry("shop-web", "00000000000000ff")];
+        let mut app = app_listing(listed.clone());
+        cache.absorb(&mut app);
+        // The stored Application carries no list; what it listed is remembered.
+        assert!(app.status.as_ref().unwrap().inventory.is_empty());
+        assert_eq!(cache.inventory("u1"), listed);
+        // The status write compares against what was taken out, not against the empty list.
+        assert!(cache.lists("u1", &[], &listed));
+        assert!(!cache.lists("u1", &[], &[]));
+        assert!(!cache.lists("u1", &[], &[entry("shop-web", "0000000000000100")]));
+        // An Application that still carries its list is compared with it.
+        assert!(cache.lists("u1", &listed, &listed));
+        // What was written last is what the status lists.
+        let next = vec![entry("shop-api", "0000000000000001")];
+        cache.wrote("u1", &next);
+        assert!(cache.lists("u1", &[], &next));
+        // Unknown Applications list nothing.
+        assert!(cache.lists("u2", &[], &[]));
+        // Forgotten with the Application.
+        cache.retain(|uid| uid != "u1");
+        assert!(cache.lists("u1", &[], &[]));
+        assert!(cache.is_empty());
     }
 }

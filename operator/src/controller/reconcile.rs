@@ -90,6 +90,11 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
         // The garbage collector removes the children through their owner references.
         return Ok(Outcome::Deleting);
     }
+    // A restarted operator knows what it last applied from the status it wrote (taken out of
+    // the Application as its watch delivers it, see `ApplyCache::absorb`; here when it was not).
+    if let Some(st) = &app.status {
+        ctx.applied.restore(&uid(app), &st.inventory);
+    }
     let model = match validate_spec(ctx, app) {
         Ok(model) => model,
         Err(invalid) => {
@@ -97,10 +102,6 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
             return Ok(Outcome::InvalidSpec);
         }
     };
-    // A restarted operator knows what it last applied from the status it wrote.
-    if let Some(st) = &app.status {
-        ctx.applied.restore(&uid(app), &st.inventory);
-    }
     let fetched = fetch_inputs(ctx, &model).await?;
     let mut children = build_children(app, &model, &fetched);
     let volumes = grow_volumes(ctx, app, &model, &mut children).await?;

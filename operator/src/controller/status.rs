@@ -116,7 +116,7 @@ pub fn compute(
         out: Vec::new(),
     };
     let (model, skipped, held, error) = match outcome {
-        Outcome::Invalid(invalid) => return invalid_status(c, app, invalid, old.clone()),
+        Outcome::Invalid(invalid) => return invalid_status(ctx, c, app, invalid, old.clone()),
         Outcome::Applied {
             model,
             skipped,
@@ -168,6 +168,7 @@ pub fn compute(
 /// An invalid spec: the conditions say why; the running stack is untouched, so the last
 /// roll-up stays.
 fn invalid_status(
+    ctx: &Context,
     mut c: Conditions<'_>,
     app: &Application,
     invalid: &InvalidSpec,
@@ -185,6 +186,9 @@ fn invalid_status(
     ApplicationStatus {
         observed_generation: app.metadata.generation,
         conditions: c.out,
+        // The stored Application may carry no inventory (see `ApplyCache::absorb`): what is
+        // remembered is what it listed.
+        inventory: ctx.applied.inventory(&app.uid().unwrap_or_default()),
         ..old
     }
 }
@@ -412,7 +416,18 @@ pub fn database_rollout(ctx: &Context, namespace: &str, db: &DatabaseModel) -> R
 
 /// Write `status` if it differs from the Application's current one. Returns whether it wrote.
 pub async fn write(ctx: &Context, app: &Application, status: ApplicationStatus) -> Result<bool> {
-    if app.status.as_ref() == Some(&status) {
+    let uid = app.uid().unwrap_or_default();
+    let old = app.status.clone().unwrap_or_default();
+    let same_inventory = ctx.applied.lists(&uid, &old.inventory, &status.inventory);
+    let same_rest = app.status.is_some()
+        && ApplicationStatus {
+            inventory: Vec::new(),
+            ..old
+        } == ApplicationStatus {
+            inventory: Vec::new(),
+            ..status.clone()
+        };
+    if same_inventory && same_rest {
         return Ok(false);
     }
     let api: Api<Application> =
@@ -429,6 +444,7 @@ pub async fn write(ctx: &Context, app: &Application, status: ApplicationStatus) 
     )
     .await
     .map_err(|e| Error::Status { source: e.into() })?;
+    ctx.applied.wrote(&uid, &status.inventory);
     ctx.metrics.status_writes.inc();
     Ok(true)
 }

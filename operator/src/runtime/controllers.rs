@@ -321,8 +321,10 @@ fn namespace_controller(
     let (reader, writer) = reflector::store();
     let failure = Arc::new(Mutex::new(None));
     let failed = failure.clone();
-    // The store keeps Applications without their managedFields: nothing reads them, and at
+    // The store keeps Applications without their managedFields and without the inventory of
+    // their status (remembered apart, see `ApplyCache::absorb`): nothing reads them, and at
     // thousands of Applications they would be most of the operator's memory.
+    let absorb = ctx.clone();
     let watched = watcher(
         api,
         watcher::Config::default().page_size(watch::LIST_PAGE_SIZE),
@@ -337,7 +339,10 @@ fn namespace_controller(
         Ok(watcher::Event::InitDone) => *failed.lock().expect("lock") = None,
         Ok(_) => {}
     })
-    .modify(|app: &mut Application| app.metadata.managed_fields = None);
+    .modify(move |app: &mut Application| {
+        app.metadata.managed_fields = None;
+        absorb.applied.absorb(app);
+    });
     let apps = reflector::reflector(writer, watched)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
