@@ -148,6 +148,8 @@ pub struct Env {
     pub namespace: String,
     /// Upstream CRDs this test installed (removed on cleanup in a real cluster).
     installed_crds: Vec<String>,
+    /// StorageClasses this test created (removed on cleanup, also after a failure).
+    storage_classes: std::sync::Mutex<Vec<String>>,
     /// Whether [`Env::cleanup`] ran; if not, dropping the Env cleans up (a failed test).
     cleaned: bool,
 }
@@ -211,6 +213,7 @@ impl Env {
             server,
             namespace,
             installed_crds: Vec::new(),
+            storage_classes: std::sync::Mutex::default(),
             cleaned: false,
         };
         let keelson_crd =
@@ -394,21 +397,40 @@ impl Env {
     /// A test that fails before calling this cleans up all the same, when its Env is dropped.
     pub async fn cleanup(mut self) {
         self.cleaned = true;
-        delete_test_objects(&self.client, &self.namespace, &self.cluster_crds()).await;
+        let cluster = self.cluster_objects();
+        delete_test_objects(&self.client, &self.namespace, &cluster).await;
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
     }
 
-    /// The CRDs cleanup removes: those this test installed, on a real cluster only (the
-    /// in-process server goes away with its test).
-    fn cluster_crds(&self) -> Vec<String> {
-        if self.real() {
-            self.installed_crds.clone()
-        } else {
-            Vec::new()
+    /// Have cleanup delete the StorageClass `name`, which the test creates (cluster-scoped: the
+    /// namespace's deletion does not take it), also when the test fails.
+    pub fn owns_storage_class(&self, name: &str) {
+        self.storage_classes
+            .lock()
+            .expect("lock")
+            .push(name.to_string());
+    }
+
+    /// The cluster-scoped objects cleanup removes, on a real cluster only (the in-process server
+    /// goes away with its test): the CRDs and StorageClasses this test made.
+    fn cluster_objects(&self) -> ClusterObjects {
+        if !self.real() {
+            return ClusterObjects::default();
+        }
+        ClusterObjects {
+            crds: self.installed_crds.clone(),
+            storage_classes: self.storage_classes.lock().expect("lock").clone(),
         }
     }
+}
+
+/// Cluster-scoped objects a test made, by kind.
+#[derive(Clone, Debug, Default)]
+struct ClusterObjects {
+    crds: Vec<String>,
+    storage_classes: Vec<String>,
 }
 
 impl Drop for Env {
@@ -419,10 +441,10 @@ impl Drop for Env {
         if self.cleaned || !self.real() {
             return;
         }
-        let (config, namespace, crds) = (
+        let (config, namespace, cluster) = (
             self.config.clone(),
             self.namespace.clone(),
-            self.cluster_crds(),
+            self.cluster_objects(),
         );
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -432,7 +454,7 @@ impl Drop for Env {
             rt.block_on(async move {
                 match Client::try_from(config) {
                     Ok(client) => {
-                        let work = delete_test_objects(&client, &namespace, &crds);
+                        let work = delete_test_objects(&client, &namespace, &cluster);
                         if tokio::time::timeout(Duration::from_secs(30), work)
                             .await
                             .is_err()
@@ -448,21 +470,33 @@ impl Drop for Env {
     }
 }
 
-/// Delete a test's namespace and the given CRDs; failures are printed, not raised (cleanup
-/// must not hide the test's own result).
-async fn delete_test_objects(client: &Client, namespace: &str, crds: &[String]) {
+/// Delete a test's namespace and the given cluster-scoped objects; failures are printed, not
+/// raised (cleanup must not hide the test's own result), and one already gone is no failure.
+async fn delete_test_objects(client: &Client, namespace: &str, cluster: &ClusterObjects) {
     let deleted = Api::<Namespace>::all(client.clone())
         .delete(namespace, &DeleteParams::default())
         .await;
     if let Err(e) = deleted {
         eprintln!("cleanup: deleting namespace {namespace}: {e}");
     }
-    for crd in crds {
+    for crd in &cluster.crds {
         let deleted = Api::<CustomResourceDefinition>::all(client.clone())
             .delete(crd, &DeleteParams::default())
             .await;
-        if let Err(e) = deleted {
-            eprintln!("cleanup: deleting CRD {crd}: {e}");
+        match deleted {
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => eprintln!("cleanup: deleting CRD {crd}: {e}"),
+            Ok(_) => {}
+        }
+    }
+    for class in &cluster.storage_classes {
+        let deleted = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
+            .delete(class, &DeleteParams::default())
+            .await;
+        match deleted {
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => eprintln!("cleanup: deleting StorageClass {class}: {e}"),
+            Ok(_) => {}
         }
     }
 }

@@ -556,7 +556,8 @@ async fn refusal(env: &Env, app: &Value) -> String {
 }
 
 /// A StorageClass like the cluster's default (same provisioner and parameters, so claims bind),
-/// named after the test's namespace, with or without volume expansion. The test deletes it.
+/// named after the test's namespace, with or without volume expansion. The test deletes it;
+/// the Env's cleanup does too should the test fail first.
 async fn class_like_default(
     env: &Env,
     expandable: bool,
@@ -596,6 +597,7 @@ async fn class_like_default(
         allow_volume_expansion: Some(expandable),
         ..Default::default()
     };
+    env.owns_storage_class(&name);
     classes
         .create(&PostParams::default(), &class)
         .await
