@@ -7,9 +7,11 @@ use super::resources::{ResourceDef, View, builtin_defs, crd_defs, resource_key};
 use super::selector::{FieldSelector, LabelSelector};
 use super::shape::Shape;
 use super::status::{ApiError, bad_request, expired};
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 mod delete;
@@ -18,10 +20,17 @@ mod write;
 
 pub use scale::serves_scale;
 
-/// How many past events each resource keeps for watches that resume from a resourceVersion.
-const HISTORY: usize = 20_000;
-/// Capacity of each resource's event fan-out channel.
-const FANOUT: usize = 8_192;
+/// How long each resource keeps a past event for watches that resume from a resourceVersion:
+/// kube-apiserver's watch cache keeps events for its `eventFreshDuration` of 75 s.
+pub const HISTORY_WINDOW: Duration = Duration::from_secs(75);
+/// At most this many past events per resource, however young (kube-apiserver's watch cache
+/// holds at most 102,400; fewer here, because this server holds them in the test's memory).
+pub const HISTORY_CAP: usize = 4_096;
+/// Capacity of each resource's event fan-out channel. A watch that falls this far behind ends
+/// (as kube-apiserver ends a watch that does not keep up) and its client resumes from the last
+/// resourceVersion it saw, which history still holds: the capacity stays well below
+/// [`HISTORY_CAP`].
+const FANOUT: usize = 1_024;
 /// The resourceVersion the server starts at; older ones count as compacted.
 pub const START_RV: u64 = 100;
 
@@ -42,21 +51,44 @@ impl EventType {
     }
 }
 
-/// A change of one stored object, as fanned out to watches.
+/// A change of one stored object, as fanned out to live watches.
 #[derive(Debug)]
 pub struct Event {
     pub ty: EventType,
-    pub rv: u64,
     pub obj: Arc<Value>,
+    /// The object before the change (to tell selector transitions apart).
     pub prev: Option<Arc<Value>>,
+    /// `obj` serialised once, as stored: what every watch of the stored form sends.
+    pub json: Bytes,
+}
+
+/// A past change as watch history keeps it: serialised only, so that history holds no old
+/// object trees alive (a parsed object takes about ten times its JSON text).
+#[derive(Debug, Clone)]
+pub struct Past {
+    pub ty: EventType,
+    pub rv: u64,
+    /// When the change happened.
+    pub at: Instant,
+    /// (namespace, name)
+    pub key: (String, String),
+    /// The object after the change, serialised as stored.
+    pub json: Bytes,
+    /// The object before the change, serialised as stored (modifications and deletions).
+    pub prev_json: Option<Bytes>,
 }
 
 pub struct Bucket {
     pub objects: BTreeMap<(String, String), Arc<Value>>,
     pub tx: broadcast::Sender<Arc<Event>>,
-    pub history: VecDeque<Arc<Event>>,
+    /// Past events in resourceVersion order, at most [`HISTORY_CAP`] and none older than the
+    /// history window once [`State::prune_history`] ran.
+    pub history: VecDeque<Past>,
     /// Events at or below this resourceVersion may be missing from `history`.
     pub compacted_rv: u64,
+    /// For objects whose latest change is still in `history`: its resourceVersion and JSON
+    /// (shared, so that the next change's `prev_json` costs nothing).
+    last_json: HashMap<(String, String), (u64, Bytes)>,
 }
 
 impl Bucket {
@@ -66,6 +98,27 @@ impl Bucket {
             tx: broadcast::channel(FANOUT).0,
             history: VecDeque::new(),
             compacted_rv,
+            last_json: HashMap::new(),
+        }
+    }
+
+    /// Drops past events older than `window` (relative to `now`) or beyond `cap`, advancing
+    /// `compacted_rv` past each one dropped.
+    fn prune(&mut self, now: Instant, window: Duration, cap: usize) {
+        while let Some(front) = self.history.front() {
+            let stale = now.saturating_duration_since(front.at) > window;
+            if !stale && self.history.len() <= cap {
+                break;
+            }
+            let old = self.history.pop_front().expect("front exists");
+            self.compacted_rv = self.compacted_rv.max(old.rv);
+            if self
+                .last_json
+                .get(&old.key)
+                .is_some_and(|(rv, _)| *rv == old.rv)
+            {
+                self.last_json.remove(&old.key);
+            }
         }
     }
 }
@@ -99,6 +152,10 @@ pub struct State {
     pub notes: Vec<Note>,
     /// Writes that changed stored state since the last read of the counter.
     pub writes: u64,
+    /// How long past events stay in watch history ([`HISTORY_WINDOW`] unless a test changes it).
+    pub history_window: Duration,
+    /// At most this many past events per resource ([`HISTORY_CAP`] unless a test changes it).
+    pub history_cap: usize,
 }
 
 /// What a write is.
@@ -268,6 +325,8 @@ impl State {
             next_ip: 1,
             notes: Vec::new(),
             writes: 0,
+            history_window: HISTORY_WINDOW,
+            history_cap: HISTORY_CAP,
         };
         for d in builtin_defs() {
             s.register(d);
@@ -406,25 +465,39 @@ impl State {
                 self.dependents.entry(o).or_default().insert(oref.clone());
             }
         }
+        let (window, cap) = (self.history_window, self.history_cap);
         let bucket = self.buckets.get_mut(store_key).expect("bucket");
+        let json = Bytes::from(serde_json::to_vec(&*obj).expect("JSON values serialise"));
+        let prev_json = prev.as_ref().map(|p| {
+            let prev_rv = rv_of(p);
+            match bucket.last_json.get(&key) {
+                Some((rv, j)) if *rv == prev_rv => j.clone(),
+                _ => Bytes::from(serde_json::to_vec(&**p).expect("JSON values serialise")),
+            }
+        });
         if ty == EventType::Deleted {
             bucket.objects.remove(&key);
+            bucket.last_json.remove(&key);
         } else {
-            bucket.objects.insert(key, obj.clone());
+            bucket.last_json.insert(key.clone(), (rv, json.clone()));
+            bucket.objects.insert(key.clone(), obj.clone());
         }
-        let ev = Arc::new(Event {
+        let at = Instant::now();
+        bucket.history.push_back(Past {
             ty,
             rv,
+            at,
+            key,
+            json: json.clone(),
+            prev_json,
+        });
+        bucket.prune(at, window, cap);
+        let _ = bucket.tx.send(Arc::new(Event {
+            ty,
             obj: obj.clone(),
             prev,
-        });
-        bucket.history.push_back(ev.clone());
-        while bucket.history.len() > HISTORY {
-            if let Some(old) = bucket.history.pop_front() {
-                bucket.compacted_rv = old.rv;
-            }
-        }
-        let _ = bucket.tx.send(ev);
+            json,
+        }));
         self.writes += 1;
         let store_key = store_key.to_string();
         self.notes.push(match ty {
@@ -438,8 +511,22 @@ impl State {
         let rv = self.rv;
         for b in self.buckets.values_mut() {
             b.history.clear();
+            b.last_json.clear();
             b.compacted_rv = rv;
         }
+    }
+
+    /// Drops a resource's past events that left the history window.
+    pub fn prune_history(&mut self, store_key: &str) {
+        let (window, cap) = (self.history_window, self.history_cap);
+        if let Some(b) = self.buckets.get_mut(store_key) {
+            b.prune(Instant::now(), window, cap);
+        }
+    }
+
+    /// Past events a resource holds for resuming watches.
+    pub fn history_len(&self, store_key: &str) -> usize {
+        self.buckets.get(store_key).map_or(0, |b| b.history.len())
     }
 
     fn next_rv(&mut self) -> u64 {

@@ -2,7 +2,8 @@
 //! streams.
 
 use super::engine::{
-    Ctx, DeleteOpts, EventType, ListQuery, State, Write, now, serves_scale, to_view, view_kind,
+    Ctx, DeleteOpts, EventType, ListQuery, Past, State, Write, now, serves_scale, to_view,
+    view_kind,
 };
 use super::resources::{ResourceDef, View};
 use super::selector::{FieldSelector, LabelSelector};
@@ -832,16 +833,32 @@ struct WatchFilter {
     ns: Option<String>,
     label: LabelSelector,
     field: FieldSelector,
+    /// Neither a label nor a field selector was given.
+    unselective: bool,
 }
 
 impl WatchFilter {
-    /// One watch event line, serialised straight from the stored object.
-    fn event(&self, ty: &str, def: &ResourceDef, obj: &Value) -> Bytes {
-        let mut buf = Vec::with_capacity(2048);
+    /// Whether this watch sends objects in their stored form, byte for byte: full objects of
+    /// a built-in kind, or of a custom resource through the version it is stored in.
+    fn sends_stored_form(&self, def: &ResourceDef, obj: &Value) -> bool {
+        !self.meta
+            && def.view == View::Plain
+            && (def.builtin
+                || obj.get("apiVersion").and_then(Value::as_str) == Some(&def.api_version()))
+    }
+
+    /// One watch event line, serialised straight from the stored object, or made of `stored`
+    /// (the object serialised once for every watch) where this watch sends the stored form.
+    fn event(&self, ty: &str, def: &ResourceDef, obj: &Value, stored: Option<&Bytes>) -> Bytes {
+        let stored = stored.filter(|_| self.sends_stored_form(def, obj));
+        let mut buf = Vec::with_capacity(stored.map_or(2048, |j| j.len() + 32));
         buf.extend_from_slice(b"{\"type\":\"");
         buf.extend_from_slice(ty.as_bytes());
         buf.extend_from_slice(b"\",\"object\":");
-        let written = if self.meta {
+        let written = if let Some(j) = stored {
+            buf.extend_from_slice(j);
+            Ok(())
+        } else if self.meta {
             serde_json::to_writer(&mut buf, &meta_only(obj))
         } else if def.view == View::EventsV1 {
             serde_json::to_writer(&mut buf, &to_view(def, obj))
@@ -920,6 +937,9 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
         ns: req.namespace().map(String::from),
         label: query.label,
         field: query.field,
+        unselective: ["labelSelector", "fieldSelector"]
+            .iter()
+            .all(|k| q.get(*k).is_none_or(|v| v.trim().is_empty())),
     };
     let bookmarks = is_true(q, "allowWatchBookmarks");
     let send_initial = is_true(q, "sendInitialEvents");
@@ -938,17 +958,19 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
     };
 
     let mut lines: Vec<Bytes> = Vec::new();
+    let mut missed: Vec<Past> = Vec::new();
     let mut expired = false;
     let rx: broadcast::Receiver<Arc<super::engine::Event>>;
     {
-        let st = shared.state.lock().expect("state");
+        let mut st = shared.state.lock().expect("state");
+        st.prune_history(&def.store_key);
         let bucket = st.bucket(&def.store_key).ok_or_else(not_found_resource)?;
         rx = bucket.tx.subscribe();
         let initial = send_initial || matches!(start_rv, None | Some(0));
         if initial {
             for obj in bucket.objects.values() {
                 if filter.matches(&def, obj) {
-                    lines.push(filter.event("ADDED", &def, obj));
+                    lines.push(filter.event("ADDED", &def, obj, None));
                 }
             }
             if bookmarks {
@@ -962,11 +984,8 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
                     "message": format!("too old resource version: {from} ({})", bucket.compacted_rv + 1),
                     "reason": "Expired", "code": 410}})));
             } else {
-                for ev in bucket.history.iter().filter(|e| e.rv > from) {
-                    if let Some(l) = event_line(&def, &filter, ev) {
-                        lines.push(l);
-                    }
-                }
+                let first = bucket.history.partition_point(|e| e.rv <= from);
+                missed.extend(bucket.history.range(first..).cloned());
             }
         }
     }
@@ -977,6 +996,9 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
         let mut sent: u64 = 0;
         let drop_after = shared2.faults.watch_drop_after();
         let count = |n: u64| shared2.stats.lock().expect("stats").watch_events += n;
+        // Missed events are parsed back outside the state lock (history holds JSON only).
+        lines.extend(missed.iter().filter_map(|p| past_line(&def, &filter, p)));
+        drop(missed);
         let synthetic = lines.len() as u64;
         for l in lines {
             if tx.send(Ok(l)).await.is_err() {
@@ -1011,9 +1033,46 @@ fn watch(shared: &Arc<Shared>, req: &Req) -> Result<Response<Body>, ApiError> {
 }
 
 fn event_line(def: &ResourceDef, filter: &WatchFilter, ev: &super::engine::Event) -> Option<Bytes> {
-    let now = filter.matches(def, &ev.obj);
-    let before = ev.prev.as_deref().is_some_and(|p| filter.matches(def, p));
-    let ty = match ev.ty {
+    change_line(
+        def,
+        filter,
+        ev.ty,
+        &ev.obj,
+        ev.prev.as_deref(),
+        Some(&ev.json),
+    )
+}
+
+/// A past event from history as this watch sees it.
+fn past_line(def: &ResourceDef, filter: &WatchFilter, past: &Past) -> Option<Bytes> {
+    let obj: Value = serde_json::from_slice(&past.json).expect("history holds JSON");
+    // Without selectors the object matched before exactly when it matches now.
+    let parsed: Option<Value> = match &past.prev_json {
+        Some(j) if !filter.unselective => {
+            Some(serde_json::from_slice(j).expect("history holds JSON"))
+        }
+        _ => None,
+    };
+    let prev = match &past.prev_json {
+        Some(_) => Some(parsed.as_ref().unwrap_or(&obj)),
+        None => None,
+    };
+    change_line(def, filter, past.ty, &obj, prev, Some(&past.json))
+}
+
+/// The line of one change for this watch, if it sees the change: an object entering the
+/// selection is ADDED, one leaving it DELETED.
+fn change_line(
+    def: &ResourceDef,
+    filter: &WatchFilter,
+    ty: EventType,
+    obj: &Value,
+    prev: Option<&Value>,
+    stored: Option<&Bytes>,
+) -> Option<Bytes> {
+    let now = filter.matches(def, obj);
+    let before = prev.is_some_and(|p| filter.matches(def, p));
+    let ty = match ty {
         EventType::Added if now => EventType::Added,
         EventType::Deleted if now || before => EventType::Deleted,
         EventType::Modified => match (before, now) {
@@ -1024,7 +1083,7 @@ fn event_line(def: &ResourceDef, filter: &WatchFilter, ev: &super::engine::Event
         },
         _ => return None,
     };
-    Some(filter.event(ty.as_str(), def, &ev.obj))
+    Some(filter.event(ty.as_str(), def, obj, stored))
 }
 
 #[allow(clippy::too_many_arguments)]

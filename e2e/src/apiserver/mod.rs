@@ -24,7 +24,11 @@
 //! selectors); the stand-in controllers report workloads without creating Pods or
 //! ReplicaSets; built-in validation covers names, labels and annotations, owner references,
 //! Deployment and StatefulSet essentials, the immutable fields above, Events and MicroTime
-//! fields. The diff a real server appends to the PVC spec message is abbreviated.
+//! fields. The diff a real server appends to the PVC spec message is abbreviated. Watch
+//! history holds each resource's events of the last 75 s (the watch cache's window), at most
+//! 4,096 of them: a real server's cache may hold more, or older ones while it is not full, so
+//! a client resuming from an older resourceVersion gets 410 Expired here where a real server
+//! might still answer.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -274,6 +278,31 @@ impl ApiServer {
     /// watches and exact lists from older resourceVersions get 410 Expired.
     pub fn compact(&self) {
         self.shared.with_state(|st| st.compact());
+    }
+
+    /// Sets how long each resource keeps past events for watches that resume from a
+    /// resourceVersion, and at most how many (defaults: 75 s, as kube-apiserver's watch
+    /// cache, and 4,096 events). A watch resuming from a version whose successors left the
+    /// history gets 410 Expired, and its client lists again.
+    pub fn set_watch_history(&self, window: Duration, cap: usize) {
+        self.shared.with_state(|st| {
+            st.history_window = window;
+            st.history_cap = cap.max(1);
+        });
+    }
+
+    /// How many past events `group/version/plural` holds for resuming watches now (after
+    /// dropping those older than the history window).
+    pub fn watch_history_len(&self, group: &str, version: &str, plural: &str) -> usize {
+        self.shared
+            .with_state(|st| {
+                let Some(def) = st.def(group, version, plural) else {
+                    return 0;
+                };
+                st.prune_history(&def.store_key);
+                st.history_len(&def.store_key)
+            })
+            .0
     }
 
     /// The current resourceVersion of the whole server.
