@@ -244,3 +244,71 @@ async fn watch_history_stays_bounded_however_many_writes() {
     let older = rvs[300 - cap - 2];
     assert_expired(&watch_from(&api, older, "", 10).await, older);
 }
+/// Stored objects keep managedFields compactly; every way of reading an object shows each
+/// `fieldsV1` as the object a real server shows.
+#[tokio::test]
+async fn every_read_shows_managed_fields_as_objects() {
+    let api = Api::with_rec(no_controllers()).await;
+    let start = list_rv(&api).await;
+    let path = format!("{CMS}/owned");
+    let applied = api
+        .apply(
+            &path,
+            "tester",
+            &configmap("owned", json!({"team": "blue"}), json!({"k": "v"})),
+        )
+        .await;
+    assert!(applied.status == 201, "{}", applied.text);
+    let modified = merge(&api, "owned", json!({"data": {"other": "x"}})).await;
+    let expected_fields =
+        json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:team": {}}}});
+    let check = |what: &str, obj: &Value| {
+        let entries = obj["metadata"]["managedFields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: managedFields in {obj}"));
+        assert!(!entries.is_empty(), "{what}");
+        for e in entries {
+            assert!(e["fieldsV1"].is_object(), "{what}: {e}");
+        }
+        let tester = entries
+            .iter()
+            .find(|e| e["manager"] == "tester")
+            .unwrap_or_else(|| panic!("{what}: the applier's entry in {obj}"));
+        assert_eq!(tester["fieldsV1"], expected_fields, "{what}");
+    };
+    check("apply response", &applied.json());
+    check("patch response", &modified);
+    check("get", &api.get(&path).await.json());
+    check("list", &api.get(CMS).await.json()["items"][0]);
+    let meta_list = api
+        .request(
+            "GET",
+            CMS,
+            None,
+            None,
+            Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+        )
+        .await
+        .json();
+    check("metadata-only list", &meta_list["items"][0]);
+    let replayed = watch_from(&api, start, "", 10).await;
+    assert_eq!(replayed.len(), 2);
+    for (_, l) in &replayed {
+        check("watch from history", &l["object"]);
+    }
+    let from = rv(&modified);
+    let live = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        merge(
+            &api,
+            "owned",
+            json!({"metadata": {"labels": {"more": "y"}}}),
+        )
+        .await
+    };
+    let (lines, _) = tokio::join!(watch_from(&api, from, "", 10), live);
+    assert_eq!(lines.len(), 1);
+    check("live watch", &lines[0].1["object"]);
+    let initial = watch_from(&api, 0, "", 10).await;
+    check("initial watch events", &initial[0].1["object"]);
+}

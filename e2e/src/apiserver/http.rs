@@ -2,8 +2,8 @@
 //! streams.
 
 use super::engine::{
-    Ctx, DeleteOpts, EventType, ListQuery, Past, State, Write, now, serves_scale, to_view,
-    view_kind,
+    Ctx, DeleteOpts, EventType, ListQuery, MetaJson, Past, State, Write, now, serves_scale,
+    to_view, view_kind,
 };
 use super::resources::{ResourceDef, View};
 use super::selector::{FieldSelector, LabelSelector};
@@ -83,6 +83,7 @@ impl Serialize for Out<'_> {
                 "apiVersion" if self.api_version.is_some() => {
                     map.serialize_entry(k, &self.api_version)?;
                 }
+                "metadata" => map.serialize_entry(k, &MetaJson(v))?,
                 _ => map.serialize_entry(k, v)?,
             }
         }
@@ -113,7 +114,9 @@ fn present(def: &ResourceDef, obj: &Value, in_list: bool) -> Value {
 /// The metadata-only form clients ask for with `as=PartialObjectMetadata[List]`.
 fn meta_only(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-           "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
+    "metadata": obj.get("metadata").map_or_else(|| json!({}), |m| {
+        serde_json::to_value(MetaJson(m)).unwrap_or_else(|_| json!({}))
+    })})
 }
 
 fn wants_metadata(headers: &HeaderMap) -> bool {

@@ -227,6 +227,7 @@ impl State {
                 md.insert("creationTimestamp".into(), json!(ctx.now));
             }
         }
+        super::compact_managed(&mut new_stored);
         let stored = Arc::new(new_stored);
         let ty = if creating {
             EventType::Added
