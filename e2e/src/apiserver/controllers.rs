@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+mod index;
 mod storage;
 mod workloads;
 
@@ -42,12 +43,14 @@ enum Job {
 struct Ctl {
     shared: Arc<Shared>,
     pending: Mutex<HashMap<Job, tokio::time::Instant>>,
+    index: Mutex<index::Index>,
 }
 
 pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
     let ctl = Arc::new(Ctl {
         shared: shared.clone(),
         pending: Mutex::new(HashMap::new()),
+        index: Mutex::default(),
     });
     let controllers = shared.opts.controllers;
     while let Some(note) = rx.recv().await {
@@ -62,6 +65,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
                 if !controllers {
                     continue;
                 }
+                ctl.index.lock().expect("index").changed(&store_key, &obj);
                 let pods = shared.pods.load(Ordering::SeqCst);
                 for (job, delay) in ctl.jobs_for_change(&store_key, &obj, pods) {
                     ctl.schedule(job, delay);
@@ -95,6 +99,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Note>) {
             Note::Deleted { obj } => {
                 if !controllers {
                     continue;
+                }
+                if let Some(key) = indexed_store_key(&obj) {
+                    ctl.index.lock().expect("index").deleted(key, &obj);
                 }
                 // A Pod or ReplicaSet gone: its controller makes up for it.
                 let md = &obj["metadata"];
@@ -208,8 +215,12 @@ impl Ctl {
                     delay,
                 ));
                 let kind = obj["kind"].as_str().unwrap_or("");
-                let st = shared.state.lock().expect("state");
-                for h in hpas_targeting(&st, &ns, kind, &name) {
+                let hpas = self
+                    .index
+                    .lock()
+                    .expect("index")
+                    .hpas_targeting(&ns, kind, &name);
+                for h in hpas {
                     jobs.push((
                         Job::Workload("autoscaling/horizontalpodautoscalers".into(), ns.clone(), h),
                         shared.opts.workload_ready_delay,
@@ -247,29 +258,53 @@ impl Ctl {
                     shared.opts.workload_ready_delay,
                 ));
                 // Pods waiting for this claim to bind.
-                let st = shared.state.lock().expect("state");
-                jobs.extend(
-                    pods_in(&st, &ns, |p| {
-                        p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
-                    })
-                    .into_iter()
-                    .map(|p| (Job::Pod(ns.clone(), p), REACT)),
-                );
+                jobs.extend(self.waiting_pods(&ns));
             }
             "secrets" | "configmaps" if pods => {
                 // Containers waiting for their configuration.
-                let st = shared.state.lock().expect("state");
-                jobs.extend(
-                    pods_in(&st, &ns, |p| {
-                        p.to_string().contains("CreateContainerConfigError")
-                    })
-                    .into_iter()
-                    .map(|p| (Job::Pod(ns.clone(), p), REACT)),
-                );
+                jobs.extend(self.waiting_pods(&ns));
             }
             _ => {}
         }
         jobs
+    }
+
+    /// One run of the controller of a Deployment, ReplicaSet, StatefulSet or HPA.
+    fn run_workload(
+        &self,
+        key: &str,
+        ns: &str,
+        name: &str,
+        orphans: &[String],
+        ready: bool,
+        pods: bool,
+    ) -> Option<Duration> {
+        self.shared.with_state_ctrl(|st| match key {
+            "apps/deployments" if pods => workloads::deployment(st, ns, name, orphans),
+            "apps/deployments" => {
+                deployment(st, ns, name, ready);
+                None
+            }
+            "apps/statefulsets" if pods => workloads::statefulset(st, ns, name, orphans),
+            "apps/statefulsets" => {
+                statefulset(st, ns, name, ready);
+                None
+            }
+            "apps/replicasets" => workloads::replicaset(st, ns, name, orphans),
+            _ => {
+                hpa(st, ns, name);
+                None
+            }
+        })
+    }
+
+    /// Jobs for the Pods of `ns` that wait for a node or their configuration.
+    fn waiting_pods(&self, ns: &str) -> Vec<(Job, Duration)> {
+        let names = self.index.lock().expect("index").waiting_pods(ns);
+        names
+            .into_iter()
+            .map(|p| (Job::Pod(ns.to_string(), p), REACT))
+            .collect()
     }
 
     /// Runs one job; `Some(delay)` asks for another run.
@@ -278,23 +313,21 @@ impl Ctl {
         let ready = shared.workloads_ready.load(Ordering::SeqCst);
         let pods = shared.pods.load(Ordering::SeqCst);
         match job {
-            Job::Workload(key, ns, name) => shared.with_state_ctrl(|st| match key.as_str() {
-                "apps/deployments" if pods => workloads::deployment(st, ns, name),
-                "apps/deployments" => {
-                    deployment(st, ns, name, ready);
-                    None
-                }
-                "apps/statefulsets" if pods => workloads::statefulset(st, ns, name),
-                "apps/statefulsets" => {
-                    statefulset(st, ns, name, ready);
-                    None
-                }
-                "apps/replicasets" => workloads::replicaset(st, ns, name),
-                _ => {
-                    hpa(st, ns, name);
-                    None
-                }
-            }),
+            Job::Workload(key, ns, name) => {
+                // What a workload may adopt (the Deployment controller adopts ReplicaSets,
+                // the others Pods).
+                let orphans = if !pods {
+                    Vec::new()
+                } else {
+                    let of = if key == "apps/deployments" {
+                        "apps/replicasets"
+                    } else {
+                        "pods"
+                    };
+                    self.index.lock().expect("index").orphans(of, ns)
+                };
+                self.run_workload(key, ns, name, &orphans, ready, pods)
+            }
             Job::Pod(ns, name) => {
                 let images = shared.images.lock().expect("images").clone();
                 let grace = shared.opts.workload_ready_delay;
@@ -525,6 +558,16 @@ fn statefulset(st: &mut State, ns: &str, name: &str, ready: bool) {
     write_status(st, "apps", "v1", "statefulsets", &obj, s);
 }
 
+/// The store key of a deleted object the controllers index (see [`index`]).
+fn indexed_store_key(obj: &Value) -> Option<&'static str> {
+    match obj["kind"].as_str()? {
+        "Pod" => Some("pods"),
+        "ReplicaSet" => Some("apps/replicasets"),
+        "HorizontalPodAutoscaler" => Some("autoscaling/horizontalpodautoscalers"),
+        _ => None,
+    }
+}
+
 /// The store key of the workload an owner reference names, when it is one the stand-ins run.
 fn workload_store_key(owner_ref: &Value) -> Option<&'static str> {
     match owner_ref["kind"].as_str()? {
@@ -749,35 +792,6 @@ fn hpa(st: &mut State, ns: &str, name: &str) {
         &obj,
         status,
     );
-}
-
-/// Names of Pods in `ns` that satisfy `f`.
-fn pods_in(st: &State, ns: &str, f: impl Fn(&Value) -> bool) -> Vec<String> {
-    let Some(b) = st.bucket("pods") else {
-        return Vec::new();
-    };
-    b.objects
-        .range((ns.to_string(), String::new())..)
-        .take_while(|((n, _), _)| n == ns)
-        .filter(|(_, p)| f(p))
-        .map(|((_, n), _)| n.clone())
-        .collect()
-}
-
-/// HPAs in `ns` whose scale target is `kind`/`name`.
-fn hpas_targeting(st: &State, ns: &str, kind: &str, name: &str) -> Vec<String> {
-    let Some(b) = st.bucket("autoscaling/horizontalpodautoscalers") else {
-        return Vec::new();
-    };
-    b.objects
-        .range((ns.to_string(), String::new())..)
-        .take_while(|((n, _), _)| n == ns)
-        .filter(|(_, h)| {
-            let t = &h["spec"]["scaleTargetRef"];
-            t["kind"] == kind && t["name"] == name
-        })
-        .map(|((_, n), _)| n.clone())
-        .collect()
 }
 
 fn establish(st: &mut State, name: &str) {

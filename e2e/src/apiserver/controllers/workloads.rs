@@ -51,20 +51,20 @@ fn controller_ref(owner: &Value) -> Value {
 }
 
 /// Takes over objects that match the owner's selector and have no controller (a workload
-/// re-created after an orphaning delete finds its Pods or ReplicaSets again).
-fn adopt(st: &mut State, def: &Arc<ResourceDef>, owner: &Value) {
+/// re-created after an orphaning delete finds its Pods or ReplicaSets again). `orphans`: the
+/// names of the objects of that kind in the owner's namespace without a controller (see
+/// [`super::index`]); each is checked again here.
+fn adopt(st: &mut State, def: &Arc<ResourceDef>, owner: &Value, orphans: &[String]) {
+    if orphans.is_empty() {
+        return;
+    }
     let ns = meta_str(owner, "namespace").to_string();
     let Some(sel) = owner.pointer("/spec/selector") else {
         return;
     };
-    let Some(bucket) = st.bucket(&def.store_key) else {
-        return;
-    };
-    let orphans: Vec<Arc<Value>> = bucket
-        .objects
-        .range((ns.clone(), String::new())..)
-        .take_while(|((n, _), _)| *n == ns)
-        .map(|(_, o)| o.clone())
+    let adoptable: Vec<Arc<Value>> = orphans
+        .iter()
+        .filter_map(|n| st.get_stored(def, &ns, n))
         .filter(|o| {
             !deleting(o)
                 && !o["metadata"]["ownerReferences"]
@@ -75,7 +75,7 @@ fn adopt(st: &mut State, def: &Arc<ResourceDef>, owner: &Value) {
                 && selector_matches(sel, &o["metadata"]["labels"])
         })
         .collect();
-    for o in orphans {
+    for o in adoptable {
         let mut body = (*o).clone();
         let refs = body["metadata"]
             .as_object_mut()
@@ -198,7 +198,7 @@ fn pod_from_template(
 
 /// The Deployment controller: one ReplicaSet per pod template, rolled over by the strategy;
 /// status from the Pods; `Progressing=False, ProgressDeadlineExceeded` past the deadline.
-pub fn deployment(st: &mut State, ns: &str, name: &str) -> Requeue {
+pub fn deployment(st: &mut State, ns: &str, name: &str, orphans: &[String]) -> Requeue {
     let def = st.def("apps", "v1", "deployments")?;
     let rs_def = st.def("apps", "v1", "replicasets")?;
     let d = st.get_stored(&def, ns, name)?;
@@ -208,7 +208,7 @@ pub fn deployment(st: &mut State, ns: &str, name: &str) -> Requeue {
     let spec = &d["spec"];
     let desired = spec["replicas"].as_i64().unwrap_or(1);
     let uid = meta_str(&d, "uid").to_string();
-    adopt(st, &rs_def, &d);
+    adopt(st, &rs_def, &d, orphans);
     let hash = pod_template_hash(&spec["template"]);
     let new_name = format!("{name}-{hash}");
     let sets = controlled(st, "apps/replicasets", &uid);
@@ -459,14 +459,14 @@ fn deployment_status(
 
 /// The ReplicaSet controller: as many Pods as `spec.replicas` (surplus: not-ready first,
 /// newest first); status from the Pods.
-pub fn replicaset(st: &mut State, ns: &str, name: &str) -> Requeue {
+pub fn replicaset(st: &mut State, ns: &str, name: &str, orphans: &[String]) -> Requeue {
     let def = st.def("apps", "v1", "replicasets")?;
     let pod_def = st.def("", "v1", "pods")?;
     let rs = st.get_stored(&def, ns, name)?;
     if deleting(&rs) {
         return None;
     }
-    adopt(st, &pod_def, &rs);
+    adopt(st, &pod_def, &rs, orphans);
     let want = rs["spec"]["replicas"].as_i64().unwrap_or(1);
     let pods: Vec<Arc<Value>> = controlled(st, "pods", meta_str(&rs, "uid"))
         .into_iter()
@@ -522,7 +522,7 @@ pub fn replicaset(st: &mut State, ns: &str, name: &str) -> Requeue {
 /// time, each after the previous is Running and Ready; Parallel: all at once), rolling
 /// updates from the highest ordinal down to the partition, scale-down from the highest
 /// ordinal; current and update revisions.
-pub fn statefulset(st: &mut State, ns: &str, name: &str) -> Requeue {
+pub fn statefulset(st: &mut State, ns: &str, name: &str, orphans: &[String]) -> Requeue {
     let def = st.def("apps", "v1", "statefulsets")?;
     let pod_def = st.def("", "v1", "pods")?;
     let sts = st.get_stored(&def, ns, name)?;
@@ -532,7 +532,7 @@ pub fn statefulset(st: &mut State, ns: &str, name: &str) -> Requeue {
     let spec = &sts["spec"];
     let desired = spec["replicas"].as_i64().unwrap_or(1);
     super::ensure_pvcs(st, &sts, desired);
-    adopt(st, &pod_def, &sts);
+    adopt(st, &pod_def, &sts, orphans);
     let update_revision = format!("{name}-{}", short_hash(&spec["template"]));
     let uid = meta_str(&sts, "uid").to_string();
     let pods = controlled(st, "pods", &uid);
@@ -781,8 +781,9 @@ pub fn pod(
                     Some(("Unschedulable", &message))
                 )]);
                 write_status(st, "", "v1", "pods", &p, s);
-                // Claims bind and nodes free up: the scheduler retries.
-                return Some(grace.max(Duration::from_millis(200)));
+                // The scheduler tries again when a claim in the namespace changes (see
+                // `super::index`); nothing else that decides where a Pod fits changes here.
+                return None;
             }
         }
     }
@@ -847,8 +848,10 @@ pub fn pod(
                             .max(1)
                     );
                     any_running = true;
-                } else {
-                    // Pull back-off follows a failed pull; a missing Secret may appear.
+                } else if reason == "ErrImagePull" {
+                    // Pull back-off follows a failed pull. A container waiting for its
+                    // configuration is looked at again when a Secret or ConfigMap of the
+                    // namespace changes (see `super::index`).
                     again = Some(grace.max(Duration::from_millis(200)));
                 }
             }
