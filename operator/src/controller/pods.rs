@@ -32,6 +32,10 @@ pub const GRACE: Duration = Duration::from_secs(10);
 pub const TTL: Duration = Duration::from_secs(10);
 /// The most pods listed per workload.
 pub const LIST_LIMIT: u32 = 10;
+/// The shortest wait before an Application with a workload that is not ready is looked at
+/// again, however soon a look falls due (a look just missed by a few milliseconds is not worth
+/// a reconcile of its own).
+pub const MIN_RECHECK: Duration = Duration::from_secs(1);
 
 /// Container waiting reasons that do not resolve by waiting a little longer.
 const STUCK_REASONS: &[&str] = &[
@@ -82,6 +86,44 @@ impl PodReasons {
         if !found.is_empty() {
             found.remove(&(namespace.to_string(), object_name.to_string()));
         }
+    }
+
+    /// How long until the pods of one of `targets` in `namespace` are due for a look, for
+    /// workloads that have not been ready for `not_ready_for` (`None`: not reported as not ready
+    /// yet): the rest of [`GRACE`], else the time until the oldest entry is [`TTL`] old (an
+    /// entry that is missing is due now). At least [`MIN_RECHECK`], at most [`TTL`].
+    ///
+    /// Reconciling again at exactly that moment is what keeps a stuck workload's reason at most
+    /// about [`TTL`] old: a fixed requeue of [`TTL`] after each reconcile lands a moment before
+    /// the grace period ends or the entry expires whenever anything else (a resync, a change of a
+    /// child) reconciled the Application in between, and the look then waits a whole further
+    /// [`TTL`].
+    pub fn due_in(
+        &self,
+        namespace: &str,
+        targets: &[Target<'_>],
+        not_ready_for: Option<Duration>,
+        now: Instant,
+    ) -> Duration {
+        let due = match not_ready_for {
+            None => GRACE,
+            Some(d) if d < GRACE => GRACE - d,
+            Some(_) => {
+                let found = self.found.lock().expect("lock");
+                targets
+                    .iter()
+                    .map(|t| {
+                        found
+                            .get(&(namespace.to_string(), t.object_name.to_string()))
+                            .map_or(Duration::ZERO, |(at, _)| {
+                                TTL.saturating_sub(now.saturating_duration_since(*at))
+                            })
+                    })
+                    .min()
+                    .unwrap_or(TTL)
+            }
+        };
+        due.clamp(MIN_RECHECK, TTL)
     }
 
     /// How many workloads have an entry.
@@ -147,9 +189,10 @@ impl PodReasons {
 
 /// Look at the pods of the workloads of `app` that have not been ready for longer than
 /// [`GRACE`] (measured from the Application's `Ready` condition turning `False`), so that
-/// status can say why. Returns whether any workload is not ready: the Application is then looked
-/// at again after [`TTL`], as a stuck pod changes nothing Keelson watches.
-pub async fn inspect(ctx: &Context, app: &Application, model: &Model) -> bool {
+/// status can say why. Returns, when any workload is not ready, how soon the Application should
+/// be reconciled again for its next look (see [`PodReasons::due_in`]): a stuck pod changes
+/// nothing Keelson watches.
+pub async fn inspect(ctx: &Context, app: &Application, model: &Model) -> Option<Duration> {
     let ns = &model.namespace;
     let services = model.services.iter().map(|s| {
         let r = status::service_rollout(ctx, ns, s);
@@ -168,7 +211,7 @@ pub async fn inspect(ctx: &Context, app: &Application, model: &Model) -> bool {
         })
         .collect();
     if targets.is_empty() {
-        return false;
+        return None;
     }
     let not_ready_since = app
         .status
@@ -176,13 +219,17 @@ pub async fn inspect(ctx: &Context, app: &Application, model: &Model) -> bool {
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY))
         .filter(|c| c.status == "False")
         .map(|c| c.last_transition_time.0);
-    let grace = k8s_openapi::jiff::SignedDuration::try_from(GRACE).expect("a short duration");
-    if not_ready_since.is_some_and(|t| t + grace <= k8s_openapi::jiff::Timestamp::now()) {
+    // The condition's time has whole seconds (rounded down), so this errs towards looking early.
+    let not_ready_for = not_ready_since.map(|t| {
+        Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(t))
+            .unwrap_or(Duration::ZERO)
+    });
+    if not_ready_for.is_some_and(|d| d >= GRACE) {
         ctx.pods
             .refresh(&ctx.client, ns, &model.name, &targets)
             .await;
     }
-    true
+    Some(ctx.pods.due_in(ns, &targets, not_ready_for, Instant::now()))
 }
 
 /// The first reason any of `pods` (of `component`) gives for not running, in words.
@@ -276,6 +323,51 @@ mod tests {
             "name": "orders", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": reason, "message": message}}
         }]}))
+    }
+
+    #[test]
+    fn the_next_look_falls_due_when_the_grace_period_ends_or_the_oldest_entry_expires() {
+        let reasons = PodReasons::default();
+        let t = |object_name| Target {
+            object_name,
+            component: "web",
+        };
+        let targets = [t("shop-web"), t("shop-api")];
+        let now = Instant::now();
+        let due = |not_ready_for: Option<u64>| {
+            reasons.due_in("ns", &targets, not_ready_for.map(Duration::from_secs), now)
+        };
+        // Not reported as not ready yet, or within the grace period: when the grace period ends.
+        assert_eq!(due(None), GRACE);
+        assert_eq!(due(Some(3)), GRACE - Duration::from_secs(3));
+        assert_eq!(due(Some(GRACE.as_secs() - 1)), MIN_RECHECK);
+        // Past it, a workload never looked at is due now (soonest: MIN_RECHECK).
+        assert_eq!(due(Some(30)), MIN_RECHECK);
+        // Looked at 4 s and 7 s ago: due when the older look is TTL old, not a full TTL from now
+        // (a reconcile in between must not push the next look back).
+        let ago = |s| now - Duration::from_secs(s);
+        for (object, secs) in [("shop-web", 4), ("shop-api", 7)] {
+            reasons
+                .found
+                .lock()
+                .unwrap()
+                .insert(("ns".into(), object.into()), (ago(secs), None));
+        }
+        assert_eq!(due(Some(30)), TTL - Duration::from_secs(7));
+        // Just looked at: a whole TTL.
+        for object in ["shop-web", "shop-api"] {
+            reasons
+                .found
+                .lock()
+                .unwrap()
+                .insert(("ns".into(), object.into()), (now, None));
+        }
+        assert_eq!(due(Some(30)), TTL);
+        // Another namespace's entries do not count.
+        assert_eq!(
+            reasons.due_in("other", &targets, Some(Duration::from_secs(30)), now),
+            MIN_RECHECK
+        );
     }
 
     #[test]

@@ -27,9 +27,9 @@ use crate::{
 pub enum Outcome {
     /// Every child was applied (and the unwanted ones pruned).
     Applied,
-    /// Every child was applied, and a workload is still rolling out: looked at again soon, as
-    /// stuck pods change nothing Keelson watches.
-    RollingOut,
+    /// Every child was applied, and a workload is still rolling out: looked at again after
+    /// this long, as stuck pods change nothing Keelson watches (see [`pods::inspect`]).
+    RollingOut(std::time::Duration),
     /// The spec is invalid: nothing was changed, status says why.
     InvalidSpec,
     /// The Application is being deleted: the garbage collector removes its children.
@@ -48,7 +48,7 @@ impl Outcome {
     /// The `result` label of `keelson_reconciles_total`.
     pub fn label(self) -> &'static str {
         match self {
-            Outcome::Applied | Outcome::RollingOut | Outcome::Deleting => "success",
+            Outcome::Applied | Outcome::RollingOut(_) | Outcome::Deleting => "success",
             Outcome::InvalidSpec => "invalid_spec",
             Outcome::Held => "held",
         }
@@ -79,7 +79,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     result.map(|outcome| match outcome {
         Outcome::InvalidSpec => Action::await_change(),
         Outcome::Applied | Outcome::Deleting => Action::requeue(ctx.config.resync),
-        Outcome::RollingOut => Action::requeue(pods::TTL.min(ctx.config.resync)),
+        Outcome::RollingOut(after) => Action::requeue(after.min(ctx.config.resync)),
         Outcome::Held => Action::requeue(HELD_RECHECK.min(ctx.config.resync)),
     })
 }
@@ -113,12 +113,15 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
     volumes.keep(&mut applied.report);
     let held = held_back(&applied, &fetched, &volumes);
     let pruned = prune_unwanted(ctx, &target, &children, &applied).await;
-    let rolling_out = pods::inspect(ctx, app, &model).await || volumes.replacing;
+    let mut rolling_out = pods::inspect(ctx, app, &model).await;
+    if volumes.replacing {
+        rolling_out = Some(rolling_out.unwrap_or(pods::TTL));
+    }
     report(ctx, app, &model, &children, &held, applied, pruned).await?;
     Ok(if !held.is_empty() {
         Outcome::Held
-    } else if rolling_out {
-        Outcome::RollingOut
+    } else if let Some(after) = rolling_out {
+        Outcome::RollingOut(after)
     } else {
         Outcome::Applied
     })
