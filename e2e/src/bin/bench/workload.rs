@@ -64,6 +64,59 @@ fn runnable_images(app: &mut Value) {
     }
 }
 
+/// What the shop's teams create themselves before applying it: each Secret and ConfigMap its
+/// services read a key of (`env[].valueFrom.secretKeyRef` / `configMapKeyRef`, unless
+/// `optional`), with every key read (value `bench`). Without them the pods of those services
+/// wait in `CreateContainerConfigError` on a real cluster.
+pub fn sample_inputs(app: &Value) -> Vec<Value> {
+    let mut wanted: std::collections::BTreeMap<(&str, &str), std::collections::BTreeSet<&str>> =
+        Default::default();
+    let services = app["spec"]["services"].as_array().into_iter().flatten();
+    for env in services.flat_map(|s| s["env"].as_array().into_iter().flatten()) {
+        for (field, kind) in [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")] {
+            let r = &env["valueFrom"][field];
+            if let (Some(name), Some(key)) = (r["name"].as_str(), r["key"].as_str())
+                && r["optional"] != true
+            {
+                wanted.entry((kind, name)).or_default().insert(key);
+            }
+        }
+    }
+    wanted
+        .into_iter()
+        .map(|((kind, name), keys)| {
+            let data: serde_json::Map<String, Value> = keys
+                .into_iter()
+                .map(|k| (k.to_string(), json!("bench")))
+                .collect();
+            let field = if kind == "Secret" {
+                "stringData"
+            } else {
+                "data"
+            };
+            json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, field: data})
+        })
+        .collect()
+}
+
+/// Creates (server-side applies, as [`USER_MANAGER`]) what the shop sample needs in `ns`
+/// before it is applied (see [`sample_inputs`]).
+pub async fn create_sample_inputs(client: &Client, ns: &str, real: bool) -> anyhow::Result<()> {
+    let app = &shop_apps(1, ns, real)?[0];
+    for o in sample_inputs(app) {
+        let (kind, name) = (o["kind"].as_str().unwrap_or_default(), name_of(&o));
+        crate::cluster::dynamic_api(client, ns, "v1", kind)
+            .patch(
+                name,
+                &PatchParams::apply(USER_MANAGER).force(),
+                &Patch::Apply(&o),
+            )
+            .await
+            .with_context(|| format!("create the sample's {kind} {ns}/{name}"))?;
+    }
+    Ok(())
+}
+
 /// An Application's name.
 pub fn name_of(o: &Value) -> &str {
     o["metadata"]["name"].as_str().unwrap_or_default()
@@ -246,6 +299,30 @@ mod tests {
             assert_eq!(c["metadata"]["namespace"], "ns");
         }
         assert_eq!(workloads(std::slice::from_ref(app)).len(), 6);
+    }
+
+    #[test]
+    fn the_samples_secret_is_created_with_the_key_its_service_reads() {
+        let app = &shop_apps(1, "ns", false).unwrap()[0];
+        assert_eq!(
+            sample_inputs(app),
+            [json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "payment-provider"},
+                "stringData": {"api-key": "bench"}})]
+        );
+        let app = json!({"spec": {"services": [
+            {"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "x"}}},
+                     {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k",
+                        "optional": true}}},
+                     {"name": "C", "value": "v"}]},
+            {"env": [{"name": "D", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "y"}}}]}]}});
+        assert_eq!(
+            sample_inputs(&app),
+            [
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                "data": {"x": "bench", "y": "bench"}})
+            ]
+        );
     }
 
     #[test]

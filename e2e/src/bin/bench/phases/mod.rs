@@ -19,6 +19,7 @@ use crate::{
     operator::{OperatorProcess, OperatorStart},
     options::Opts,
     report::{Rounds, Run, Stuck},
+    workload::create_sample_inputs,
 };
 
 /// The operator's `--discovery-seconds`: no rediscovery during a run.
@@ -96,6 +97,8 @@ impl Fresh {
         // after the first time).
         install_crds(&client, !cluster.is_real()).await?;
         create_namespace(&client, &ns).await?;
+        // What the sample's teams create before applying it (its services' Secret).
+        create_sample_inputs(&client, &ns, cluster.is_real()).await?;
         Ok(Fresh {
             cluster,
             client,

@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use e2e::apiserver::ApiServer;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 
 use super::{
@@ -37,10 +35,6 @@ const NAMED_TIMEOUT: Duration = Duration::from_secs(90);
 /// The kubelet's waiting reasons for an image that cannot be pulled.
 const PULL_REASONS: [&str; 2] = ["ImagePullBackOff", "ErrImagePull"];
 
-/// The Secret the shop's `payment` service reads (`secretKeyRef`), created as its team would
-/// before its pods can start.
-const PAYMENT_SECRET: &str = "payment-provider";
-
 /// The whole phase on the converged state of `apps` (the Applications as applied).
 pub async fn stuck_phase(
     cx: &Ctx<'_>,
@@ -54,7 +48,6 @@ pub async fn stuck_phase(
         .server()
         .context("the pod-reasons phase needs the in-process API server")?;
     let peak_rss_before_mib = status_field(&op.pid, "VmHWM")?;
-    create_payment_secret(fresh).await?;
     server.set_pods(true);
     let pods_on = settle(op, fresh, apps).await?;
     eprintln!(
@@ -95,18 +88,6 @@ pub async fn stuck_phase(
         stuck.peak_rss_after_mib
     );
     Ok(stuck)
-}
-
-async fn create_payment_secret(fresh: &Fresh) -> anyhow::Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": PAYMENT_SECRET},
-        "stringData": {"api-key": "bench"},
-    }))?;
-    Api::<Secret>::namespaced(fresh.client.clone(), &fresh.ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .with_context(|| format!("create Secret {}/{PAYMENT_SECRET}", fresh.ns))?;
-    Ok(())
 }
 
 /// Waits until nothing has happened for [`QUIET`] (the stand-in's Pods started, the operator's
