@@ -479,23 +479,27 @@ async fn delete_test_objects(client: &Client, namespace: &str, cluster: &Cluster
     if let Err(e) = deleted {
         eprintln!("cleanup: deleting namespace {namespace}: {e}");
     }
-    for crd in &cluster.crds {
-        let deleted = Api::<CustomResourceDefinition>::all(client.clone())
-            .delete(crd, &DeleteParams::default())
-            .await;
-        match deleted {
+    delete_all::<CustomResourceDefinition>(client, &cluster.crds).await;
+    delete_all::<k8s_openapi::api::storage::v1::StorageClass>(client, &cluster.storage_classes)
+        .await;
+}
+
+/// Delete the cluster-scoped objects of kind `K` named `names`; a failure is printed, one
+/// already gone is no failure.
+async fn delete_all<K>(client: &Client, names: &[String])
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    for name in names {
+        match Api::<K>::all(client.clone())
+            .delete(name, &DeleteParams::default())
+            .await
+        {
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => eprintln!("cleanup: deleting CRD {crd}: {e}"),
-            Ok(_) => {}
-        }
-    }
-    for class in &cluster.storage_classes {
-        let deleted = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
-            .delete(class, &DeleteParams::default())
-            .await;
-        match deleted {
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => eprintln!("cleanup: deleting StorageClass {class}: {e}"),
+            Err(e) => eprintln!("cleanup: deleting {} {name}: {e}", K::kind(&())),
             Ok(_) => {}
         }
     }
