@@ -415,20 +415,25 @@ pub fn database_rollout(ctx: &Context, namespace: &str, db: &DatabaseModel) -> R
 }
 
 /// Write `status` if it differs from the Application's current one. Returns whether it wrote.
-pub async fn write(ctx: &Context, app: &Application, status: ApplicationStatus) -> Result<bool> {
+pub async fn write(
+    ctx: &Context,
+    app: &Application,
+    mut status: ApplicationStatus,
+) -> Result<bool> {
     let uid = app.uid().unwrap_or_default();
-    let old = app.status.clone().unwrap_or_default();
-    let same_inventory = ctx.applied.lists(&uid, &old.inventory, &status.inventory);
-    let same_rest = app.status.is_some()
-        && ApplicationStatus {
+    // The stored status may carry no inventory (see `ApplyCache::absorb`): the rest is compared
+    // as it is, the inventory with what the status is known to list.
+    if let Some(old) = &app.status {
+        let inventory = std::mem::take(&mut status.inventory);
+        let same_rest = ApplicationStatus {
             inventory: Vec::new(),
-            ..old
-        } == ApplicationStatus {
-            inventory: Vec::new(),
-            ..status.clone()
-        };
-    if same_inventory && same_rest {
-        return Ok(false);
+            ..old.clone()
+        } == status;
+        let same = same_rest && ctx.applied.lists(&uid, &old.inventory, &inventory);
+        status.inventory = inventory;
+        if same {
+            return Ok(false);
+        }
     }
     let api: Api<Application> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());

@@ -639,24 +639,20 @@ fn key_of(meta: &ObjectMeta) -> Key {
 /// each page is reduced before the next one is read.
 pub const LIST_PAGE_SIZE: u32 = 100;
 
+/// The watch of the objects Keelson labels as its own, in small pages.
 fn watcher_config() -> watcher::Config {
-    watcher::Config::default()
-        .labels(&format!(
-            "{}={}",
-            labels::MANAGED_BY_LABEL,
-            labels::MANAGED_BY
-        ))
-        .page_size(LIST_PAGE_SIZE)
+    selected(labels::MANAGED_BY_LABEL, "=")
 }
 
-/// The watch of the objects Keelson's label does not mark: metadata only, in small pages.
+/// The watch of the objects Keelson's label does not mark.
 fn foreign_config() -> watcher::Config {
+    selected(labels::MANAGED_BY_LABEL, "!=")
+}
+
+/// A watch of the objects whose `label` is (`=`) or is not (`!=`) Keelson's, in small pages.
+fn selected(label: &str, op: &str) -> watcher::Config {
     watcher::Config::default()
-        .labels(&format!(
-            "{}!={}",
-            labels::MANAGED_BY_LABEL,
-            labels::MANAGED_BY
-        ))
+        .labels(&format!("{label}{op}{}", labels::MANAGED_BY))
         .page_size(LIST_PAGE_SIZE)
 }
 
