@@ -111,6 +111,55 @@ impl<K: Child> DesiredChild<K> for CreateOnly<K> {
     }
 }
 
+/// What the API server answered to an apply, as apply remembers it (see [`Child::answered`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "AnsweredObject")]
+pub struct Answered {
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// [`Child::spec_hash`] of the object answered.
+    pub spec: Option<u64>,
+}
+
+impl Answered {
+    /// The resourceVersion and generation of `meta`.
+    pub fn of(meta: &kube::api::ObjectMeta) -> Self {
+        Answered {
+            resource_version: meta.resource_version.clone(),
+            generation: meta.generation,
+            spec: None,
+        }
+    }
+}
+
+/// The fields of an answer [`Answered`] reads; serde skips the rest without keeping it.
+#[derive(serde::Deserialize)]
+struct AnsweredObject {
+    #[serde(default)]
+    metadata: AnsweredMeta,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnsweredMeta {
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+}
+
+impl From<AnsweredObject> for Answered {
+    fn from(o: AnsweredObject) -> Self {
+        Answered {
+            resource_version: o.metadata.resource_version,
+            generation: o.metadata.generation,
+            spec: None,
+        }
+    }
+}
+
 /// The declaration of a child kind. The defaults suit a kind that is applied, watched as
 /// metadata, and served by every cluster.
 pub trait Child:
@@ -145,6 +194,15 @@ pub trait Child:
     /// A hash of the spec, for kinds watched whole without a generation.
     fn spec_hash(&self) -> Option<u64> {
         None
+    }
+
+    /// What apply keeps of the API server's answer to an apply (the object as it now is, in
+    /// JSON): its resourceVersion, generation and [`Child::spec_hash`]. Read without the rest of
+    /// the object (its managed fields are most of it) for kinds whose spec is not hashed.
+    ///
+    /// Errors: the answer is not an object of the kind.
+    fn answered(text: &str) -> serde_json::Result<Answered> {
+        serde_json::from_str(text)
     }
 
     /// Replica counts, for workloads.
@@ -236,6 +294,13 @@ impl Child for HorizontalPodAutoscaler {
     const WATCH: WatchMode = WatchMode::Whole;
     fn spec_hash(&self) -> Option<u64> {
         Some(hash_value(&self.spec))
+    }
+    fn answered(text: &str) -> serde_json::Result<Answered> {
+        let hpa: Self = serde_json::from_str(text)?;
+        Ok(Answered {
+            spec: hpa.spec_hash(),
+            ..Answered::of(&hpa.metadata)
+        })
     }
     fn scale_to(&self) -> Option<i32> {
         self.status

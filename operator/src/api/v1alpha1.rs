@@ -653,9 +653,10 @@ pub struct ApplicationStatus {
     pub gateway: Option<GatewayStatus>,
 
     /// The children Keelson applied, each with what it applied and what the API server answered,
-    /// so that a restarted operator re-applies only what changed since. Written by Keelson.
+    /// so that a restarted operator re-applies only what changed since. Written by Keelson, as a
+    /// whole (an atomic list: its managed fields are one entry, not one per child).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub inventory: Vec<InventoryEntry>,
 }
 

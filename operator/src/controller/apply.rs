@@ -28,22 +28,43 @@ use kube::{
 use super::{
     Context, FIELD_MANAGER,
     error::{Error, Result, is_already_exists},
-    watch::{Child, KindStores, Observed, hash_value, metadata_hashes},
+    watch::{Child, KindStores, Observed, Revision, hash_value, metadata_hashes},
 };
 use crate::{
     api::InventoryEntry,
-    kinds::{Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name},
+    kinds::{
+        Answered, Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name,
+    },
 };
 
-/// What Keelson last applied to one child.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What Keelson last applied to one child (40 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Record {
     /// Hash of the applied object.
     hash: u64,
-    /// What the API server answered: its resourceVersion, generation and spec hash.
-    resource_version: Option<String>,
-    generation: Option<i64>,
-    spec: Option<u64>,
+    /// The resourceVersion the API server answered.
+    resource_version: Option<Revision>,
+    /// What else it answered that says whether the spec moved since.
+    mark: Mark,
+}
+
+/// What shows whether a child's spec changed since it was applied: its `metadata.generation`,
+/// or for a kind without one that is watched whole, a hash of its spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    Generation(i64),
+    Spec(u64),
+    None,
+}
+
+impl Mark {
+    fn of(generation: Option<i64>, spec: Option<u64>) -> Mark {
+        match (generation, spec) {
+            (Some(g), _) => Mark::Generation(g),
+            (None, Some(s)) => Mark::Spec(s),
+            (None, None) => Mark::None,
+        }
+    }
 }
 
 impl Record {
@@ -55,10 +76,10 @@ impl Record {
         if live.resource_version.is_some() && live.resource_version == self.resource_version {
             return true;
         }
-        let same_spec = match (self.generation, self.spec) {
-            (Some(g), _) => live.generation == Some(g),
-            (None, Some(s)) => live.spec == Some(s),
-            (None, None) => false,
+        let same_spec = match self.mark {
+            Mark::Generation(g) => live.generation == Some(g),
+            Mark::Spec(s) => live.spec == Some(s),
+            Mark::None => false,
         };
         same_spec && live.has_metadata(wanted_metadata)
     }
@@ -67,79 +88,121 @@ impl Record {
 /// A child of one Application: (kind, name).
 pub type ChildKey = (&'static str, String);
 
-/// Per Application (by uid), per child: the last apply; and per Application, a hash of the
-/// inventory its stored status lists.
+/// What is remembered of one Application.
+#[derive(Default)]
+struct Remembered {
+    /// Whether anything was applied or restored (an Application whose children all went keeps
+    /// this, so an old inventory is not restored over what this process did).
+    known: bool,
+    /// Per child, sorted by (kind, name): the last apply.
+    children: Vec<(&'static str, Box<str>, Record)>,
+    /// A hash of the inventory its stored status lists, when known.
+    listed: Option<u64>,
+    /// When this process last wrote its status.
+    status_written: Option<std::time::Instant>,
+}
+
+impl Remembered {
+    fn find(&self, (kind, name): &ChildKey) -> Result<usize, usize> {
+        self.children
+            .binary_search_by(|(k, n, _)| (*k, &**n).cmp(&(*kind, name.as_str())))
+    }
+}
+
+/// Per Application (by uid): per child, the last apply (about 40 bytes and its name), and a hash
+/// of the inventory its stored status lists.
 #[derive(Default)]
 pub struct ApplyCache {
-    inner: Mutex<HashMap<String, HashMap<ChildKey, Record>>>,
-    listed: Mutex<HashMap<String, u64>>,
+    apps: Mutex<HashMap<String, Remembered>>,
 }
 
 impl ApplyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Remembered>> {
+        self.apps.lock().expect("apply cache lock")
+    }
+
     fn get(&self, app: &str, key: &ChildKey) -> Option<Record> {
-        self.inner.lock().expect("lock").get(app)?.get(key).cloned()
+        let apps = self.lock();
+        let r = apps.get(app)?;
+        r.find(key).ok().map(|i| r.children[i].2)
     }
 
     fn put(&self, app: &str, key: ChildKey, record: Record) {
-        self.inner
-            .lock()
-            .expect("lock")
-            .entry(app.to_string())
-            .or_default()
-            .insert(key, record);
+        let mut apps = self.lock();
+        let r = apps.entry(app.to_string()).or_default();
+        r.known = true;
+        match r.find(&key) {
+            Ok(i) => r.children[i].2 = record,
+            Err(i) => r
+                .children
+                .insert(i, (key.0, key.1.into_boxed_str(), record)),
+        }
     }
 
     /// Forget one child (failed to apply, or pruned).
     pub fn remove(&self, app: &str, key: &ChildKey) {
-        if let Some(m) = self.inner.lock().expect("lock").get_mut(app) {
-            m.remove(key);
+        if let Some(r) = self.lock().get_mut(app)
+            && let Ok(i) = r.find(key)
+        {
+            r.children.remove(i);
         }
     }
 
     /// What is remembered of the Application `app`, as its status lists it, sorted by kind and
     /// name.
     pub fn inventory(&self, app: &str) -> Vec<InventoryEntry> {
-        let inner = self.inner.lock().expect("lock");
-        let mut out: Vec<InventoryEntry> = inner
-            .get(app)
-            .into_iter()
-            .flatten()
-            .map(|((kind, name), r)| InventoryEntry {
+        let apps = self.lock();
+        let children = apps.get(app).map(|r| r.children.as_slice()).unwrap_or(&[]);
+        children
+            .iter()
+            .map(|(kind, name, r)| InventoryEntry {
                 kind: kind.to_string(),
-                name: name.clone(),
+                name: name.to_string(),
                 applied: format!("{:016x}", r.hash),
-                generation: r.generation,
-                resource_version: r.resource_version.clone(),
-                spec: r.spec.map(|h| format!("{h:016x}")),
+                generation: match r.mark {
+                    Mark::Generation(g) => Some(g),
+                    _ => None,
+                },
+                resource_version: r.resource_version.and_then(Revision::text),
+                spec: match r.mark {
+                    Mark::Spec(h) => Some(format!("{h:016x}")),
+                    _ => None,
+                },
             })
-            .collect();
-        out.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-        out
+            .collect()
     }
 
     /// Remember what the status of the Application `app` lists, unless something is remembered
     /// of it already (this process applied since). Entries of unknown kinds or unreadable hashes
     /// are left out: their children are applied again.
     pub fn restore(&self, app: &str, inventory: &[InventoryEntry]) {
-        let mut inner = self.inner.lock().expect("lock");
-        if inventory.is_empty() || inner.contains_key(app) {
+        let mut apps = self.lock();
+        if inventory.is_empty() || apps.get(app).is_some_and(|r| r.known) {
             return;
         }
         let kinds = crate::kinds::all();
-        let records = inventory.iter().filter_map(|e| {
-            let kind = kinds.iter().find(|k| k.kind == e.kind)?.kind;
-            let record = Record {
-                hash: u64::from_str_radix(&e.applied, 16).ok()?,
-                resource_version: e.resource_version.clone(),
-                generation: e.generation,
-                spec: match &e.spec {
+        let mut children: Vec<_> = inventory
+            .iter()
+            .filter_map(|e| {
+                let kind = kinds.iter().find(|k| k.kind == e.kind)?.kind;
+                let spec = match &e.spec {
                     Some(h) => Some(u64::from_str_radix(h, 16).ok()?),
                     None => None,
-                },
-            };
-            Some(((kind, e.name.clone()), record))
-        });
-        inner.insert(app.to_string(), records.collect());
+                };
+                let record = Record {
+                    hash: u64::from_str_radix(&e.applied, 16).ok()?,
+                    resource_version: Revision::of(e.resource_version.as_deref()),
+                    mark: Mark::of(e.generation, spec),
+                };
+                Some((kind, Box::from(e.name.as_str()), record))
+            })
+            .collect();
+        children.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        children.dedup_by(|a, b| (a.0, &a.1) == (b.0, &b.1));
+        children.shrink_to_fit();
+        let r = apps.entry(app.to_string()).or_default();
+        r.known = true;
+        r.children = children;
     }
 
     /// Take the inventory out of an Application's status as its watch delivers it: remember
@@ -152,46 +215,52 @@ impl ApplyCache {
             return;
         };
         let inventory = std::mem::take(&mut status.inventory);
-        self.listed
-            .lock()
-            .expect("lock")
-            .insert(uid.to_string(), hash_value(&inventory));
+        self.listed(uid, &inventory);
         self.restore(uid, &inventory);
     }
 
     /// Whether `new` is the inventory the status of the Application `app` lists: `stored` when
     /// the Application at hand still carries it, else what [`ApplyCache::absorb`] took out of it
-    /// or [`ApplyCache::wrote`] last wrote (an empty list when neither is known).
+    /// or [`ApplyCache::wrote`] last wrote, whichever came last (an empty list when neither is
+    /// known).
     pub fn lists(&self, app: &str, stored: &[InventoryEntry], new: &[InventoryEntry]) -> bool {
-        let listed = match self.listed.lock().expect("lock").get(app) {
-            Some(h) if stored.is_empty() => *h,
+        let listed = match self.lock().get(app).and_then(|r| r.listed) {
+            Some(h) if stored.is_empty() => h,
             _ => hash_value(&stored),
         };
         listed == hash_value(&new)
     }
 
-    /// Remember that the status of the Application `app` now lists `inventory`.
+    /// Remember that the status of the Application `app` now lists `inventory` (as its watch
+    /// delivered it, or as this process wrote it: see [`ApplyCache::status_written`]).
+    pub fn listed(&self, app: &str, inventory: &[InventoryEntry]) {
+        let hash = hash_value(&inventory);
+        self.lock().entry(app.to_string()).or_default().listed = Some(hash);
+    }
+
+    /// Remember that this process wrote the status of the Application `app` now, listing
+    /// `inventory`.
     pub fn wrote(&self, app: &str, inventory: &[InventoryEntry]) {
-        self.listed
-            .lock()
-            .expect("lock")
-            .insert(app.to_string(), hash_value(&inventory));
+        let hash = hash_value(&inventory);
+        let mut apps = self.lock();
+        let r = apps.entry(app.to_string()).or_default();
+        r.listed = Some(hash);
+        r.status_written = Some(std::time::Instant::now());
+    }
+
+    /// When this process last wrote the status of the Application `app`.
+    pub fn status_written(&self, app: &str) -> Option<std::time::Instant> {
+        self.lock().get(app)?.status_written
     }
 
     /// Forget every Application whose uid `keep` rejects.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.inner.lock().expect("lock").retain(|uid, _| keep(uid));
-        self.listed.lock().expect("lock").retain(|uid, _| keep(uid));
+        self.lock().retain(|uid, _| keep(uid));
     }
 
     /// How many children are remembered.
     pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .expect("lock")
-            .values()
-            .map(HashMap::len)
-            .sum()
+        self.lock().values().map(|r| r.children.len()).sum()
     }
 
     /// Whether nothing is remembered.
@@ -301,7 +370,7 @@ impl<'a> Applier<'a> {
         let key = (kind, name.clone());
         let hash = hash_value(obj);
         let live = stores.get(self.namespace, &name);
-        let live_rv = live.as_ref().and_then(|o| o.resource_version.clone());
+        let live_rv = live.as_ref().and_then(|o| o.resource_version);
         let cached = self.ctx.applied.get(self.app_uid, &key);
         if let (Some(c), Some(live)) = (&cached, &live)
             && c.hash == hash
@@ -310,31 +379,22 @@ impl<'a> Applier<'a> {
             return Ok(Change::None);
         }
 
-        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        let applied = match api
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(obj),
-            )
-            .await
-        {
-            Ok(o) => o,
+        let applied = match self.patch(&name, obj).await {
+            Ok(answer) => answer,
             Err(e) => {
                 self.ctx.applied.remove(self.app_uid, &key);
                 let source = e.into();
                 return Err(Error::Apply { kind, name, source });
             }
         };
-        let new_rv = applied.meta().resource_version.clone();
+        let new_rv = Revision::of(applied.resource_version.as_deref());
         self.ctx.applied.put(
             self.app_uid,
             key,
             Record {
                 hash,
-                resource_version: new_rv.clone(),
-                generation: applied.meta().generation,
-                spec: applied.spec_hash(),
+                resource_version: new_rv,
+                mark: Mark::of(applied.generation, applied.spec),
             },
         );
 
@@ -354,6 +414,18 @@ impl<'a> Applier<'a> {
             metrics.drift_repairs.get_or_create(&kind_label(kind)).inc();
         }
         Ok(change)
+    }
+
+    /// Server-side apply `obj` (field manager `keelson`, forced): what the API server answered,
+    /// read as [`Child::answered`] reads it.
+    async fn patch<K: Child>(&self, name: &str, obj: &K) -> kube::Result<Answered> {
+        let url = K::url_path(&(), Some(self.namespace));
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let request = kube::core::Request::new(url)
+            .patch(name, &params, &Patch::Apply(obj))
+            .map_err(kube::Error::BuildRequest)?;
+        let text = self.ctx.client.request_text(request).await?;
+        K::answered(&text).map_err(kube::Error::SerdeError)
     }
 
     /// Create a child of a create-only kind; when it exists already, leave it as it is.
@@ -531,5 +603,77 @@ mod tests {
         cache.retain(|uid| uid != "u1");
         assert!(cache.lists("u1", &[], &[]));
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_restored_inventory_is_listed_again_as_it_was_sorted_once_per_child() {
+        let cache = ApplyCache::default();
+        let e = |kind: &str, name: &str, generation, spec: Option<&str>, rv: Option<&str>| {
+            InventoryEntry {
+                kind: kind.into(),
+                name: name.into(),
+                applied: "00000000000000ff".into(),
+                generation,
+                resource_version: rv.map(Into::into),
+                spec: spec.map(Into::into),
+            }
+        };
+        let deployment = e("Deployment", "shop-web", Some(3), None, Some("41"));
+        let service = e(
+            "Service",
+            "shop-web",
+            None,
+            Some("00000000000000aa"),
+            Some("42"),
+        );
+        let secret = e("Secret", "shop-db", None, None, None);
+        // Out of order, twice, and one of a kind Keelson does not make.
+        let listed = [
+            service.clone(),
+            deployment.clone(),
+            secret.clone(),
+            service.clone(),
+            e("Widget", "x", None, None, None),
+        ];
+        cache.restore("u1", &listed);
+        assert_eq!(cache.inventory("u1"), [deployment, secret, service]);
+        assert_eq!(cache.len(), 3);
+        // Restored once: a later (older) list does not replace it.
+        cache.restore("u1", &[e("Service", "other", None, None, None)]);
+        assert_eq!(cache.len(), 3);
+        // Nor once every child went.
+        for (kind, name) in [
+            ("Deployment", "shop-web"),
+            ("Secret", "shop-db"),
+            ("Service", "shop-web"),
+        ] {
+            cache.remove("u1", &(kind, name.to_string()));
+        }
+        cache.restore("u1", &[e("Service", "other", None, None, None)]);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_record_matches_the_live_child_by_resource_version_else_by_generation_and_metadata() {
+        let live = |rv: &str, generation| Observed {
+            resource_version: Some(Revision::parse(rv)),
+            generation: Some(generation),
+            metadata: vec![1, 2, 3].into_boxed_slice(),
+            ..Observed::default()
+        };
+        let record = Record {
+            hash: 9,
+            resource_version: Some(Revision::parse("10")),
+            mark: Mark::Generation(4),
+        };
+        assert!(record.matches(&live("10", 5), &[7]), "same resourceVersion");
+        assert!(record.matches(&live("11", 4), &[1, 3]), "only status moved");
+        assert!(!record.matches(&live("11", 4), &[1, 4]), "a label went");
+        assert!(!record.matches(&live("11", 5), &[1]), "the spec moved");
+        let unmarked = Record {
+            mark: Mark::None,
+            ..record
+        };
+        assert!(!unmarked.matches(&live("11", 4), &[1]));
     }
 }

@@ -65,7 +65,12 @@ pub async fn hand_over(ctx: &Context, model: &Model) -> Result<()> {
         else {
             continue;
         };
-        let Some(w) = live.workload.filter(|w| w.applies_replicas) else {
+        let Some(w) = live
+            .workload
+            .as_deref()
+            .copied()
+            .filter(|w| w.applies_replicas)
+        else {
             continue;
         };
         let count = handover_count(w.replicas, min, max);

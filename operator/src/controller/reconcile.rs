@@ -117,14 +117,25 @@ async fn reconcile_steps(app: &Application, ctx: &Context) -> Result<Outcome> {
     if volumes.replacing {
         rolling_out = Some(rolling_out.unwrap_or(pods::TTL));
     }
-    report(ctx, app, &model, &children, &held, applied, pruned).await?;
+    let later = report(ctx, app, &model, &children, &held, applied, pruned).await?;
     Ok(if !held.is_empty() {
         Outcome::Held
-    } else if let Some(after) = rolling_out {
+    } else if let Some(after) = earliest(rolling_out, later) {
         Outcome::RollingOut(after)
     } else {
         Outcome::Applied
     })
+}
+
+/// The sooner of two optional delays.
+fn earliest(
+    a: Option<std::time::Duration>,
+    b: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The children held back this pass: name conflicts, databases missing their credentials, then
@@ -195,7 +206,7 @@ fn validate_spec(ctx: &Context, app: &Application) -> Result<Model, InvalidSpec>
 async fn report_invalid(ctx: &Context, app: &Application, invalid: &InvalidSpec) -> Result<()> {
     ctx.metrics.count_error(ErrorCategory::InvalidSpec);
     let st = status::compute(ctx, app, &status::Outcome::Invalid(invalid), status::now());
-    if status::write(ctx, app, st).await? {
+    if status::write(ctx, app, st).await?.written() {
         let note = format!("nothing was changed: {invalid}");
         events::warn(ctx, app, status::INVALID_SPEC, "Validate", note).await;
     }
@@ -245,7 +256,8 @@ async fn prune_unwanted(
 }
 
 /// status: computed from what was applied and observed, written with the Events of what
-/// changed (independent writes, sent together); a failure also as a Warning Event.
+/// changed (independent writes, sent together); a failure also as a Warning Event. Returns when
+/// to look again to write progress that waits (see [`status::PROGRESS_INTERVAL`]).
 async fn report(
     ctx: &Context,
     app: &Application,
@@ -254,7 +266,7 @@ async fn report(
     held: &[Held],
     applied: Applied,
     pruned: Pruned,
-) -> Result<()> {
+) -> Result<Option<std::time::Duration>> {
     // A failed apply is carried in `pruned.result` (prune did not run).
     let result = pruned.result;
     let skipped = &children.skipped;
@@ -274,7 +286,7 @@ async fn report(
     let st = status::compute(ctx, app, &outcome, status::now());
     let announce = events::announce(ctx, app, &applied.report, &pruned.pruned);
     let ((), wrote) = futures::join!(announce, status::write(ctx, app, st));
-    if matches!(wrote, Ok(true)) {
+    if matches!(wrote, Ok(status::Wrote::Written)) {
         // Once per change of status, not every pass.
         for h in held {
             let note = h.to_string();
@@ -287,12 +299,16 @@ async fn report(
         events::warn(ctx, app, reason, action, note).await;
     }
     result?;
-    if wrote? {
+    let wrote = wrote?;
+    if wrote.written() {
         for note in status::warnings(ctx, model) {
             ctx.events.publish(app, &note).await;
         }
     }
-    Ok(())
+    Ok(match wrote {
+        status::Wrote::Later(after) => Some(after),
+        status::Wrote::Written | status::Wrote::Unchanged => None,
+    })
 }
 
 /// How a failed reconcile is retried: a refusal that will repeat waits for a change of the spec

@@ -74,7 +74,7 @@ pub fn deployment(desired: i32, deployment: Option<&Observed>) -> Rollout {
 /// A workload's counts, and whether its controller has seen its latest spec (not for one not
 /// seen yet itself).
 fn counts_of(o: Option<&Observed>) -> (Workload, bool) {
-    o.and_then(|o| Some((o.workload?, o.generation)))
+    o.and_then(|o| Some((*o.workload.as_deref()?, o.generation)))
         .map_or((Workload::default(), false), |(w, generation)| {
             (w, w.observed_generation >= generation)
         })
@@ -130,7 +130,7 @@ mod tests {
     fn observed(generation: i64, w: Workload) -> Observed {
         Observed {
             generation: Some(generation),
-            workload: Some(w),
+            workload: Some(Box::new(w)),
             ..Observed::default()
         }
     }
@@ -205,7 +205,7 @@ mod tests {
         // Not seen yet, or seen without status: the same words.
         let fresh = Observed {
             generation: Some(1),
-            workload: Some(Workload::default()),
+            workload: Some(Box::default()),
             ..Observed::default()
         };
         let want = Progress::RollingOut("0 of 5 updated".into());

@@ -414,25 +414,88 @@ pub fn database_rollout(ctx: &Context, namespace: &str, db: &DatabaseModel) -> R
     rollout::stateful_set(s.as_ref())
 }
 
-/// Write `status` if it differs from the Application's current one. Returns whether it wrote.
+/// How often an Application's status is written while only its progress moves (the messages
+/// and counts of a rollout: which workloads it waits for, replicas ready), 2 s. A change of a
+/// condition's status or reason, of the observed generation or of the inventory is written at
+/// once; progress within this long of the last write is written when it ends. At thousands of
+/// Applications rolling out together this saves a write per Application and step of rollout.
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What [`write`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wrote {
+    /// The status was written.
+    Written,
+    /// The stored status is the one computed: nothing to write.
+    Unchanged,
+    /// Only progress moved, within [`PROGRESS_INTERVAL`] of the last write: written by the
+    /// reconcile due after this long.
+    Later(std::time::Duration),
+}
+
+impl Wrote {
+    /// Whether the status was written.
+    pub fn written(self) -> bool {
+        self == Wrote::Written
+    }
+}
+
+/// What a status says beyond progress: its generation, each condition's type, status and
+/// reason, the URL and the gateway (the inventory is compared apart).
+fn beyond_progress(s: &ApplicationStatus) -> impl PartialEq + '_ {
+    let conditions: Vec<_> = s
+        .conditions
+        .iter()
+        .map(|c| (&c.type_, &c.status, &c.reason))
+        .collect();
+    (s.observed_generation, conditions, &s.url, &s.gateway)
+}
+
+/// Whether the status `new` need not be written over `old` now: `Unchanged`, or `Later` when
+/// only progress moved (see [`beyond_progress`]) `since_write` the last write, within
+/// [`PROGRESS_INTERVAL`]; `None` to write it. `new` carries no inventory: `same_inventory` says
+/// whether it lists the same.
+fn hold_back(
+    old: &ApplicationStatus,
+    new: &ApplicationStatus,
+    same_inventory: bool,
+    since_write: Option<std::time::Duration>,
+) -> Option<Wrote> {
+    if !same_inventory {
+        return None;
+    }
+    let same = ApplicationStatus {
+        inventory: Vec::new(),
+        ..old.clone()
+    } == *new;
+    if same {
+        return Some(Wrote::Unchanged);
+    }
+    if beyond_progress(old) != beyond_progress(new) {
+        return None;
+    }
+    let wait = PROGRESS_INTERVAL.checked_sub(since_write?)?;
+    (!wait.is_zero()).then_some(Wrote::Later(wait))
+}
+
+/// Write `status` if it differs from the Application's current one; progress alone at most
+/// once every [`PROGRESS_INTERVAL`].
 pub async fn write(
     ctx: &Context,
     app: &Application,
     mut status: ApplicationStatus,
-) -> Result<bool> {
+) -> Result<Wrote> {
     let uid = app.uid().unwrap_or_default();
     // The stored status may carry no inventory (see `ApplyCache::absorb`): the rest is compared
     // as it is, the inventory with what the status is known to list.
     if let Some(old) = &app.status {
         let inventory = std::mem::take(&mut status.inventory);
-        let same_rest = ApplicationStatus {
-            inventory: Vec::new(),
-            ..old.clone()
-        } == status;
-        let same = same_rest && ctx.applied.lists(&uid, &old.inventory, &inventory);
+        let same_inventory = ctx.applied.lists(&uid, &old.inventory, &inventory);
+        let since_write = ctx.applied.status_written(&uid).map(|at| at.elapsed());
+        let wait = hold_back(old, &status, same_inventory, since_write);
         status.inventory = inventory;
-        if same {
-            return Ok(false);
+        if let Some(wait) = wait {
+            return Ok(wait);
         }
     }
     let api: Api<Application> =
@@ -451,5 +514,85 @@ pub async fn write(
     .map_err(|e| Error::Status { source: e.into() })?;
     ctx.applied.wrote(&uid, &status.inventory);
     ctx.metrics.status_writes.inc();
-    Ok(true)
+    Ok(Wrote::Written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: Some(1),
+            last_transition_time: now(),
+        }
+    }
+
+    fn rolling_out(waiting_for: &str, ready: &str) -> ApplicationStatus {
+        ApplicationStatus {
+            observed_generation: Some(1),
+            conditions: vec![
+                condition(READY, "False", "WaitingForWorkloads", waiting_for),
+                condition(PROGRESSING, "True", "RollingOut", waiting_for),
+            ],
+            services_ready: Some(ready.into()),
+            ..ApplicationStatus::default()
+        }
+    }
+
+    #[test]
+    fn progress_alone_waits_for_the_interval_and_anything_else_is_written_at_once() {
+        let old = rolling_out("waiting for web, api", "0/2");
+        let progress = rolling_out("waiting for api", "1/2");
+        let just = Some(Duration::from_millis(500));
+        let long_ago = Some(PROGRESS_INTERVAL);
+
+        assert_eq!(hold_back(&old, &old, true, just), Some(Wrote::Unchanged));
+        assert_eq!(
+            hold_back(&old, &progress, true, just),
+            Some(Wrote::Later(PROGRESS_INTERVAL - Duration::from_millis(500)))
+        );
+        // Written once the interval is over, or when this process has not written it yet.
+        assert_eq!(hold_back(&old, &progress, true, long_ago), None);
+        assert_eq!(hold_back(&old, &progress, true, None), None);
+        // A new inventory, a new generation or a condition that turns: at once.
+        assert_eq!(hold_back(&old, &old, false, just), None);
+        let next_generation = ApplicationStatus {
+            observed_generation: Some(2),
+            ..progress.clone()
+        };
+        assert_eq!(hold_back(&old, &next_generation, true, just), None);
+        let ready = ApplicationStatus {
+            conditions: vec![
+                condition(
+                    READY,
+                    "True",
+                    "Ready",
+                    "all 2 services and 0 databases are ready",
+                ),
+                condition(
+                    PROGRESSING,
+                    "False",
+                    "Complete",
+                    "every workload is rolled out",
+                ),
+            ],
+            ..progress.clone()
+        };
+        assert_eq!(hold_back(&old, &ready, true, just), None);
+        let stuck = ApplicationStatus {
+            conditions: vec![
+                condition(READY, "False", WORKLOAD_NOT_READY, "waiting for api"),
+                condition(PROGRESSING, "True", "RollingOut", "waiting for api"),
+            ],
+            ..progress
+        };
+        assert_eq!(hold_back(&old, &stuck, true, just), None);
+    }
 }

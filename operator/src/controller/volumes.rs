@@ -177,7 +177,8 @@ pub async fn plan(ctx: &Context, model: &Model, children: &Children) -> Result<P
                     volume.grow_claims(&mut plan).await?;
                 }
             }
-            Some(o) if o.workload.map(|w| w.claims) == Some(claims_fingerprint(desired)) => {}
+            Some(o)
+                if o.workload.as_ref().map(|w| w.claims) == Some(claims_fingerprint(desired)) => {}
             Some(_) => volume.replace(&mut plan).await?,
         }
     }

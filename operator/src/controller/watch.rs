@@ -10,7 +10,7 @@
 //! of this Application" a lookup instead of a scan.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     fmt::Debug,
     hash::{Hash, Hasher},
     marker::PhantomData,
@@ -128,23 +128,56 @@ pub struct Unowned {
     pub keelson_made: bool,
 }
 
-/// What the controller remembers of one child.
+/// A `metadata.resourceVersion`, kept in 8 bytes and compared for equality only. The API
+/// server's are decimal numbers (etcd revisions), kept as the number; the contract calls them
+/// opaque, so any other text is kept as a hash of it, with the top bit set, apart from every
+/// number (Kubernetes API conventions, "Concurrency Control and Consistency").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Revision(u64);
+
+/// The bit that marks a [`Revision`] kept as a hash of its text.
+const HASHED: u64 = 1 << 63;
+
+impl Revision {
+    /// The revision a resourceVersion's text names.
+    pub fn parse(text: &str) -> Revision {
+        let canonical = !text.starts_with('+') && (text.len() == 1 || !text.starts_with('0'));
+        match text.parse::<u64>() {
+            Ok(n) if canonical && n & HASHED == 0 => Revision(n),
+            _ => Revision(hash_one(text) | HASHED),
+        }
+    }
+
+    /// [`Revision::parse`] of an optional text.
+    pub fn of(text: Option<&str>) -> Option<Revision> {
+        text.map(Revision::parse)
+    }
+
+    /// The resourceVersion as the API server wrote it, when it was a number (`None` for one
+    /// kept as a hash: its text is gone).
+    pub fn text(self) -> Option<String> {
+        (self.0 & HASHED == 0).then(|| self.0.to_string())
+    }
+}
+
+/// What the controller remembers of one child (96 bytes, and its metadata hashes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
     /// `metadata.resourceVersion`.
-    pub resource_version: Option<String>,
+    pub resource_version: Option<Revision>,
     /// `metadata.generation`, for kinds that have one.
     pub generation: Option<i64>,
     /// Sorted hashes of each label, each annotation and each owner reference.
-    pub metadata: Vec<u64>,
+    pub metadata: Box<[u64]>,
     /// A hash of the spec, for kinds watched whole that have no generation.
     pub spec: Option<u64>,
     /// Replica counts, for Deployments and StatefulSets.
-    pub workload: Option<Workload>,
+    pub workload: Option<Box<Workload>>,
     /// The replicas an autoscaler wants (`status.desiredReplicas` of an HPA).
     pub scale_to: Option<i32>,
-    /// The controller owner, if it is an Application.
-    pub owner: Option<Owner>,
+    /// The controller owner, if it is an Application (one allocation shared by every child of
+    /// that Application in an index).
+    pub owner: Option<Arc<Owner>>,
     /// Who controls it otherwise (`None` when an Application does).
     pub unowned: Option<Box<Unowned>>,
 }
@@ -205,9 +238,9 @@ impl Observed {
         let owner = owner_of_meta(meta);
         let unowned = owner.is_none().then(|| Box::new(unowned_of_meta(meta)));
         Observed {
-            resource_version: meta.resource_version.clone(),
+            resource_version: Revision::of(meta.resource_version.as_deref()),
             generation: meta.generation,
-            metadata: metadata_hashes(meta),
+            metadata: metadata_hashes(meta).into_boxed_slice(),
             spec: None,
             workload: None,
             scale_to: None,
@@ -232,7 +265,7 @@ impl Observed {
     pub fn of<K: Child>(obj: &K) -> Self {
         Observed {
             spec: obj.spec_hash(),
-            workload: obj.workload(),
+            workload: obj.workload().map(Box::new),
             scale_to: obj.scale_to(),
             ..Observed::of_meta(obj.meta())
         }
@@ -265,14 +298,14 @@ impl Observed {
     /// The Application to wake when this child changes: its controller owner, or for a child
     /// no Application controls, the Application its label names, else the one its adoption
     /// annotation names.
-    fn wakes(&self) -> Option<Owner> {
+    fn wakes(&self) -> Option<Arc<Owner>> {
         self.owner.clone().or_else(|| {
             let u = self.unowned.as_ref()?;
             let name = u.application.clone().or_else(|| u.adopt.clone())?;
-            Some(Owner {
+            Some(Arc::new(Owner {
                 uid: String::new(),
                 name,
-            })
+            }))
         })
     }
 }
@@ -304,62 +337,117 @@ pub fn unowned_of_meta(meta: &ObjectMeta) -> Unowned {
     }
 }
 
-fn owner_of_meta(meta: &ObjectMeta) -> Option<Owner> {
+fn owner_of_meta(meta: &ObjectMeta) -> Option<Arc<Owner>> {
     let r = meta.owner_references.as_ref()?.iter().find(|r| {
         r.controller == Some(true)
             && r.kind == "Application"
             && r.api_version == "keelson.dev/v1alpha1"
     })?;
-    Some(Owner {
+    Some(Arc::new(Owner {
         uid: r.uid.clone(),
         name: r.name.clone(),
-    })
+    }))
 }
 
-/// (namespace, name).
+/// (namespace, name), as a watch event names a child.
 type Key = (String, String);
 
-/// The children of one kind in one watched scope.
+/// The children of one kind in one watched scope. Each namespace and each name is held once
+/// (`Arc<str>`), shared by the index by owner, and each owner once, shared by its children.
 #[derive(Default)]
 struct Index {
-    objects: HashMap<Key, Observed>,
-    /// Owner uid → the children it controls.
-    by_owner: HashMap<String, BTreeSet<Key>>,
+    /// Namespace → name → what is known.
+    objects: HashMap<Arc<str>, HashMap<Arc<str>, Observed>>,
+    /// Owner uid → the owner and the children it controls.
+    by_owner: HashMap<String, Owned>,
+    /// How many children `objects` holds.
+    len: usize,
+}
+
+/// The children one Application controls, as (namespace, name).
+struct Owned {
+    owner: Arc<Owner>,
+    children: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl Index {
-    fn insert(&mut self, key: Key, obs: Observed) -> Option<Observed> {
-        if let Some(o) = &obs.owner {
-            self.by_owner
-                .entry(o.uid.clone())
-                .or_default()
-                .insert(key.clone());
-        }
-        let old = self.objects.insert(key.clone(), obs);
-        if let Some(old_owner) = old.as_ref().and_then(|o| o.owner.as_ref()) {
-            let still = self.objects[&key].owner.as_ref().map(|o| &o.uid);
-            if still != Some(&old_owner.uid) {
-                self.unlink(&old_owner.uid, &key);
+    fn get(&self, namespace: &str, name: &str) -> Option<&Observed> {
+        self.objects.get(namespace)?.get(name)
+    }
+
+    fn insert(&mut self, namespace: &str, name: &str, mut obs: Observed) -> Option<Observed> {
+        let ns = match self.objects.get_key_value(namespace) {
+            Some((ns, _)) => ns.clone(),
+            None => Arc::from(namespace),
+        };
+        let names = self.objects.entry(ns.clone()).or_default();
+        let name = match names.get_key_value(name) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(name),
+        };
+        if let Some(o) = &mut obs.owner {
+            let owned = self.by_owner.entry(o.uid.clone()).or_insert_with(|| Owned {
+                owner: o.clone(),
+                children: Vec::new(),
+            });
+            if owned.owner == *o {
+                *o = owned.owner.clone();
+            } else {
+                owned.owner = o.clone();
             }
+            if !owned
+                .children
+                .iter()
+                .any(|(n, c)| **n == *ns && **c == *name)
+            {
+                owned.children.push((ns.clone(), name.clone()));
+            }
+        }
+        let new_uid = obs.owner.as_ref().map(|o| o.uid.clone());
+        let old = names.insert(name.clone(), obs);
+        match old.as_ref().and_then(|o| o.owner.as_ref()) {
+            None if old.is_none() => self.len += 1,
+            Some(old_owner) if Some(&old_owner.uid) != new_uid.as_ref() => {
+                self.unlink(&old_owner.uid, &ns, &name);
+            }
+            _ => {}
         }
         old
     }
 
-    fn remove(&mut self, key: &Key) -> Option<Observed> {
-        let old = self.objects.remove(key)?;
+    fn remove(&mut self, namespace: &str, name: &str) -> Option<Observed> {
+        let names = self.objects.get_mut(namespace)?;
+        let old = names.remove(name)?;
+        if names.is_empty() {
+            self.objects.remove(namespace);
+        }
+        self.len -= 1;
         if let Some(o) = &old.owner {
-            self.unlink(&o.uid, key);
+            self.unlink(&o.uid, namespace, name);
         }
         Some(old)
     }
 
-    fn unlink(&mut self, uid: &str, key: &Key) {
-        if let Some(set) = self.by_owner.get_mut(uid) {
-            set.remove(key);
-            if set.is_empty() {
+    fn unlink(&mut self, uid: &str, namespace: &str, name: &str) {
+        if let Some(owned) = self.by_owner.get_mut(uid) {
+            owned
+                .children
+                .retain(|(n, c)| !(**n == *namespace && **c == *name));
+            if owned.children.is_empty() {
                 self.by_owner.remove(uid);
             }
         }
+    }
+
+    /// Every (namespace, name) held.
+    fn keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.objects
+            .iter()
+            .flat_map(|(ns, names)| names.keys().map(move |n| (&**ns, &**n)))
+    }
+
+    fn clear(&mut self) {
+        *self = Index::default();
     }
 }
 
@@ -448,11 +536,7 @@ impl<K: Child> KindStores<K> {
 
     /// What is known of the child `name` in `namespace`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Observed> {
-        self.scope(namespace)?
-            .read()
-            .objects
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        self.scope(namespace)?.read().get(namespace, name).cloned()
     }
 
     /// What the watches know of the name `name` in `namespace`, labelled by Keelson or not: an
@@ -462,11 +546,10 @@ impl<K: Child> KindStores<K> {
         if let Some(o) = self.get(namespace, name) {
             return Lookup::Exists(o);
         }
-        let key = (namespace.to_string(), name.to_string());
         let foreign = self.foreign.get().and_then(|s| scope_of(s, namespace));
         match (self.scope(namespace), foreign) {
             (Some(own), Some(foreign)) if *own.ready.borrow() && *foreign.ready.borrow() => {
-                match foreign.read().objects.get(&key) {
+                match foreign.read().get(namespace, name) {
                     Some(o) => Lookup::Exists(o.clone()),
                     None => Lookup::Absent,
                 }
@@ -485,10 +568,12 @@ impl<K: Child> KindStores<K> {
             .read()
             .by_owner
             .get(owner_uid)
-            .map(|keys| {
-                keys.iter()
-                    .filter(|(ns, _)| ns == namespace)
-                    .map(|(_, name)| name.clone())
+            .map(|owned| {
+                owned
+                    .children
+                    .iter()
+                    .filter(|(ns, _)| **ns == *namespace)
+                    .map(|(_, name)| name.to_string())
                     .collect()
             })
             .unwrap_or_default()
@@ -498,7 +583,7 @@ impl<K: Child> KindStores<K> {
     pub fn len(&self) -> usize {
         self.scopes
             .get()
-            .map(|s| s.values().map(|i| i.read().objects.len()).sum())
+            .map(|s| s.values().map(|i| i.read().len).sum())
             .unwrap_or(0)
     }
 
@@ -660,42 +745,57 @@ fn owner_ref(namespace: &str, owner: &Owner) -> ObjectRef<Application> {
     ObjectRef::new(&owner.name).within(namespace)
 }
 
+/// Put `obs` in `index` as `key`: the (namespace, owner) to wake, if what changed matters, and
+/// the former owner of a child whose owner changed.
+fn put(index: &mut Index, key: &Key, obs: Observed) -> Vec<(String, Option<Arc<Owner>>)> {
+    let (ns, name) = key;
+    let owner = obs.wakes();
+    let old = index.insert(ns, name, obs);
+    let mut touched = Vec::new();
+    let changed = match (&old, index.get(ns, name)) {
+        (Some(old), Some(new)) => old.differs(new),
+        _ => true,
+    };
+    if changed {
+        touched.push((ns.clone(), owner.clone()));
+    }
+    if let Some(old_owner) = old.and_then(|o| o.wakes())
+        && Some(&old_owner) != owner.as_ref()
+    {
+        touched.push((ns.clone(), Some(old_owner)));
+    }
+    touched
+}
+
 /// Replace the index of `scope` with a complete list; returns the (namespace, owner) of every
 /// child that went, came or changed in a way that matters, and of the former owner of a child
 /// whose owner changed.
-fn replace_all(scope: &ScopeIndex, fresh: HashMap<Key, Observed>) -> Vec<(String, Option<Owner>)> {
+fn replace_all(
+    scope: &ScopeIndex,
+    fresh: HashMap<Key, Observed>,
+) -> Vec<(String, Option<Arc<Owner>>)> {
     let mut touched = Vec::new();
     let mut index = scope.write();
     let gone: Vec<Key> = index
-        .objects
         .keys()
-        .filter(|k| !fresh.contains_key(*k))
-        .cloned()
+        .filter(|(ns, name)| !fresh.contains_key(&(ns.to_string(), name.to_string())))
+        .map(|(ns, name)| (ns.to_string(), name.to_string()))
         .collect();
-    for key in gone {
-        if let Some(old) = index.remove(&key) {
-            touched.push((key.0, old.wakes()));
+    for (ns, name) in gone {
+        if let Some(old) = index.remove(&ns, &name) {
+            touched.push((ns, old.wakes()));
         }
     }
     for (key, obs) in fresh {
-        let ns = key.0.clone();
-        let owner = obs.wakes();
-        let old = index.insert(key, obs.clone());
-        if old.as_ref().is_none_or(|old| old.differs(&obs)) {
-            touched.push((ns.clone(), owner.clone()));
-        }
-        if let Some(old_owner) = old.and_then(|o| o.wakes())
-            && Some(&old_owner) != owner.as_ref()
-        {
-            touched.push((ns, Some(old_owner)));
-        }
+        touched.extend(put(&mut index, &key, obs));
     }
     touched
 }
 
 /// Apply a watch's events to `scope`, and tell `owners` which Applications to reconcile. The
-/// first list only fills the index (every Application is reconciled at start anyway); a relist
-/// after a dropped watch reports what changed or went while the watch was down.
+/// first list fills the index as its pages come (nothing reads an index before its first list
+/// is complete, and every Application is reconciled at start anyway); a relist after a dropped
+/// watch is gathered apart and reports what changed or went while the watch was down.
 async fn follow<T, S>(
     stream: S,
     scope: Arc<ScopeIndex>,
@@ -707,14 +807,27 @@ async fn follow<T, S>(
 {
     let mut stream = std::pin::pin!(stream);
     let mut relist: Option<HashMap<Key, Observed>> = None;
-    let notify = |ns: &str, owner: Option<&Owner>| match owner {
+    let notify = |ns: &str, owner: Option<&Arc<Owner>>| match owner {
         Some(o) => owners.unbounded_send(owner_ref(ns, o)).is_ok(),
         None => true,
     };
+    let notify_all = |touched: Vec<(String, Option<Arc<Owner>>)>| {
+        touched.iter().all(|(ns, owner)| notify(ns, owner.as_ref()))
+    };
     while let Some(event) = stream.next().await {
+        let first = !*scope.ready.borrow();
         let open = match event {
+            Ok(watcher::Event::Init) if first => {
+                scope.write().clear();
+                true
+            }
             Ok(watcher::Event::Init) => {
                 relist = Some(HashMap::new());
+                true
+            }
+            Ok(watcher::Event::InitApply(o)) if first => {
+                let ((ns, name), obs) = observe(o);
+                scope.write().insert(&ns, &name, obs);
                 true
             }
             Ok(watcher::Event::InitApply(o)) => {
@@ -723,27 +836,22 @@ async fn follow<T, S>(
                 true
             }
             Ok(watcher::Event::InitDone) => {
-                let first = !*scope.ready.borrow();
-                let touched = replace_all(&scope, relist.take().unwrap_or_default());
+                let touched = match relist.take() {
+                    Some(fresh) if !first => replace_all(&scope, fresh),
+                    _ => Vec::new(),
+                };
                 scope.set_failure(None);
                 scope.ready.send_replace(true);
-                first || touched.iter().all(|(ns, owner)| notify(ns, owner.as_ref()))
+                notify_all(touched)
             }
             Ok(watcher::Event::Apply(o)) => {
                 let (key, obs) = observe(o);
-                let ns = key.0.clone();
-                let owner = obs.wakes();
-                let old = scope.write().insert(key, obs.clone());
-                let changed = old.as_ref().is_none_or(|old| old.differs(&obs));
-                let old_owner = old
-                    .and_then(|o| o.wakes())
-                    .filter(|o| Some(o) != owner.as_ref());
-                (!changed || notify(&ns, owner.as_ref())) && notify(&ns, old_owner.as_ref())
+                let touched = put(&mut scope.write(), &key, obs);
+                notify_all(touched)
             }
             Ok(watcher::Event::Delete(o)) => {
-                let (key, obs) = observe(o);
-                let ns = key.0.clone();
-                scope.write().remove(&key);
+                let ((ns, name), obs) = observe(o);
+                scope.write().remove(&ns, &name);
                 notify(&ns, obs.wakes().as_ref())
             }
             Err(e) => {
@@ -826,8 +934,8 @@ mod tests {
         let woken = follow_events(&scope, list(first)).await;
         assert!(woken.is_empty(), "{woken:?}");
         assert!(*scope.ready.borrow());
-        assert_eq!(scope.read().objects.len(), 2);
-        assert_eq!(scope.read().by_owner["uid-a"].len(), 1);
+        assert_eq!(scope.read().len, 2);
+        assert_eq!(scope.read().by_owner["uid-a"].children.len(), 1);
 
         // A status write that changes no count, then one that does, then a spec edit.
         let mut same = deployment("a-web", "a", "3", 1, 0);
@@ -856,13 +964,77 @@ mod tests {
         let mut woken = woken;
         woken.sort();
         assert_eq!(woken, ["b", "c"]);
-        assert_eq!(scope.read().objects.len(), 2);
+        assert_eq!(scope.read().len, 2);
         assert!(!scope.read().by_owner.contains_key("uid-b"));
 
         // A deletion wakes the owner and unlinks the child.
         let woken = follow_events(&scope, vec![Delete(deployment("a-web", "a", "10", 1, 2))]).await;
         assert_eq!(woken, ["a"]);
         assert!(!scope.read().by_owner.contains_key("uid-a"));
+    }
+
+    #[tokio::test]
+    async fn children_of_one_application_share_its_owner_and_a_first_list_begun_again_starts_empty()
+    {
+        use watcher::Event::*;
+        let scope = ScopeIndex::new();
+        // A first list that broke after one page, then began again without `gone`.
+        let events = vec![
+            Init,
+            InitApply(deployment("gone", "a", "1", 1, 0)),
+            Init,
+            InitApply(deployment("a-web", "a", "2", 1, 0)),
+            InitApply(deployment("a-api", "a", "3", 1, 0)),
+            InitDone,
+        ];
+        let woken = follow_events(&scope, events).await;
+        assert!(woken.is_empty(), "{woken:?}");
+        {
+            let index = scope.read();
+            assert_eq!(index.len, 2);
+            assert!(index.get("ns", "gone").is_none());
+            let (web, api) = (
+                index.get("ns", "a-web").unwrap(),
+                index.get("ns", "a-api").unwrap(),
+            );
+            let (web, api) = (web.owner.as_ref().unwrap(), api.owner.as_ref().unwrap());
+            assert!(
+                Arc::ptr_eq(web, api),
+                "one allocation for the owner of both"
+            );
+            assert!(Arc::ptr_eq(web, &index.by_owner["uid-a"].owner));
+        }
+
+        // A child handed to another owner leaves the first owner's list.
+        let woken = follow_events(&scope, vec![Apply(deployment("a-api", "b", "4", 1, 0))]).await;
+        assert_eq!(woken, ["b", "a"]);
+        let index = scope.read();
+        assert_eq!(index.by_owner["uid-a"].children.len(), 1);
+        assert_eq!(index.by_owner["uid-b"].children.len(), 1);
+        assert_eq!(index.len, 2);
+    }
+
+    #[test]
+    fn a_resource_version_is_kept_as_its_number_and_any_other_text_as_a_hash_of_it() {
+        let n = Revision::parse("18446744");
+        assert_eq!(n, Revision::parse("18446744"));
+        assert_ne!(n, Revision::parse("18446745"));
+        assert_eq!(n.text().as_deref(), Some("18446744"));
+        assert_eq!(Revision::parse("0").text().as_deref(), Some("0"));
+        // Texts that read as the same number but are not the same text stay apart.
+        for other in [
+            "018446744",
+            "+18446744",
+            "18446744a",
+            "",
+            "9223372036854775808",
+        ] {
+            let r = Revision::parse(other);
+            assert_ne!(r, n, "{other:?}");
+            assert_eq!(r, Revision::parse(other), "{other:?}");
+            assert_eq!(r.text(), None, "{other:?}");
+        }
+        assert_eq!(Revision::of(None), None);
     }
 
     fn service(name: &str, metadata: serde_json::Value) -> Service {
@@ -895,7 +1067,7 @@ mod tests {
         let Lookup::Exists(web) = stores.lookup("ns", "web") else {
             panic!("web is known")
         };
-        assert_eq!(web.resource_version.as_deref(), Some("7"));
+        assert_eq!(web.resource_version, Some(Revision::parse("7")));
         // Objects without the label are known by who controls them, and by nothing else.
         let Lookup::Exists(db) = stores.lookup("ns", "db") else {
             panic!("db is known")
@@ -964,7 +1136,7 @@ mod tests {
         .unwrap();
         let a = Observed::of(&svc);
         let b = Observed {
-            resource_version: Some("2".into()),
+            resource_version: Some(Revision::parse("2")),
             ..a.clone()
         };
         assert!(a.differs(&b));
