@@ -167,7 +167,9 @@ pub struct Observed {
     pub resource_version: Option<Revision>,
     /// `metadata.generation`, for kinds that have one.
     pub generation: Option<i64>,
-    /// Sorted hashes of each label, each annotation and each owner reference.
+    /// Sorted hashes of each label, each annotation and each owner reference, for kinds with a
+    /// generation or a spec hash (the only ones whose apply is skipped on them, see
+    /// [`Observed::has_metadata`]); empty otherwise.
     pub metadata: Box<[u64]>,
     /// A hash of the spec, for kinds watched whole that have no generation.
     pub spec: Option<u64>,
@@ -240,7 +242,10 @@ impl Observed {
         Observed {
             resource_version: Revision::of(meta.resource_version.as_deref()),
             generation: meta.generation,
-            metadata: metadata_hashes(meta).into_boxed_slice(),
+            metadata: match meta.generation {
+                Some(_) => metadata_hashes(meta).into_boxed_slice(),
+                None => Box::default(),
+            },
             spec: None,
             workload: None,
             scale_to: None,
@@ -263,11 +268,16 @@ impl Observed {
 
     /// What the controller remembers of `obj`.
     pub fn of<K: Child>(obj: &K) -> Self {
+        let mut seen = Observed::of_meta(obj.meta());
+        let spec = obj.spec_hash();
+        if spec.is_some() && seen.metadata.is_empty() {
+            seen.metadata = metadata_hashes(obj.meta()).into_boxed_slice();
+        }
         Observed {
-            spec: obj.spec_hash(),
+            spec,
             workload: obj.workload().map(Box::new),
             scale_to: obj.scale_to(),
-            ..Observed::of_meta(obj.meta())
+            ..seen
         }
     }
 
@@ -1150,11 +1160,13 @@ mod tests {
         }))
         .unwrap();
         let live: ObjectMeta = serde_json::from_value(json!({
+            "generation": 2,
             "labels": {"app": "web", "extra": "x"},
             "annotations": {"team": "a", "deployment.kubernetes.io/revision": "3"}
         }))
         .unwrap();
         let edited: ObjectMeta = serde_json::from_value(json!({
+            "generation": 2,
             "labels": {"app": "api"}, "annotations": {"team": "a"}
         }))
         .unwrap();
@@ -1163,9 +1175,36 @@ mod tests {
         assert!(!Observed::of_meta(&edited).has_metadata(&wanted));
         // A label's value is not mistaken for an annotation with the same key and value.
         let swapped: ObjectMeta = serde_json::from_value(json!({
+            "generation": 2,
             "labels": {"team": "a"}, "annotations": {"app": "web"}
         }))
         .unwrap();
         assert!(!Observed::of_meta(&swapped).has_metadata(&wanted));
+    }
+
+    #[test]
+    fn metadata_hashes_are_kept_only_for_kinds_whose_apply_is_skipped_on_them() {
+        use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+        let meta = json!({
+            "name": "x", "namespace": "ns", "resourceVersion": "1",
+            "labels": {"app": "web"}
+        });
+        // A Service has no generation: its apply is skipped on its resourceVersion alone.
+        let svc: Service = serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta}),
+        )
+        .unwrap();
+        assert!(Observed::of(&svc).metadata.is_empty());
+        // A Deployment has a generation; an HPA has a spec hash.
+        let deployment = deployment("x", "a", "1", 1, 0);
+        assert!(!Observed::of(&deployment).metadata.is_empty());
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
+            "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "x"}}
+        }))
+        .unwrap();
+        let seen = Observed::of(&hpa);
+        assert!(seen.spec.is_some());
+        assert!(seen.has_metadata(&metadata_hashes(&hpa.metadata)));
     }
 }
