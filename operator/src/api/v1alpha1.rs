@@ -437,18 +437,20 @@ pub struct ResourceAmounts {
 }
 
 /// Health checks of a container.
+/// Each probe is boxed: a service sets one or two of the three, and an unset one costs a pointer
+/// rather than a whole [`ProbeSpec`] in every stored Application.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Probes {
     /// Restart the container when this fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness: Option<ProbeSpec>,
+    pub liveness: Option<Box<ProbeSpec>>,
     /// Send traffic to the pod only while this succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness: Option<ProbeSpec>,
+    pub readiness: Option<Box<ProbeSpec>>,
     /// Hold the other probes until this succeeds once (for slow starters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup: Option<ProbeSpec>,
+    pub startup: Option<Box<ProbeSpec>>,
 }
 
 /// One health check: exactly one of `httpGet`, `tcpSocket` or `exec`.

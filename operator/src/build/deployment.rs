@@ -47,17 +47,17 @@ pub fn build(ctx: &Ctx, svc: &ServiceModel) -> Deployment {
         liveness_probe: s
             .probes
             .as_ref()
-            .and_then(|p| p.liveness.as_ref())
+            .and_then(|p| p.liveness.as_deref())
             .map(probe),
         readiness_probe: s
             .probes
             .as_ref()
-            .and_then(|p| p.readiness.as_ref())
+            .and_then(|p| p.readiness.as_deref())
             .map(probe),
         startup_probe: s
             .probes
             .as_ref()
-            .and_then(|p| p.startup.as_ref())
+            .and_then(|p| p.startup.as_deref())
             .map(probe),
         security_context: Some(pod::container_security(
             s.read_only_root_filesystem.unwrap_or(true),

@@ -133,9 +133,12 @@ impl ApplyCache {
         r.known = true;
         match r.find(&key) {
             Ok(i) => r.children[i].2 = record,
-            Err(i) => r
-                .children
-                .insert(i, (key.0, key.1.into_boxed_str(), record)),
+            Err(i) => {
+                // Exactly as long as needed: kept for as long as the Application lives.
+                r.children.reserve_exact(1);
+                r.children
+                    .insert(i, (key.0, key.1.into_boxed_str(), record));
+            }
         }
     }
 

@@ -624,9 +624,9 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
             option::weighted(0.2, probe(names.clone())),
         )
             .prop_map(|(liveness, readiness, startup)| Probes {
-                liveness,
-                readiness,
-                startup,
+                liveness: liveness.map(Box::new),
+                readiness: readiness.map(Box::new),
+                startup: startup.map(Box::new),
             });
         let metrics = if names.is_empty() {
             Just(None).boxed()
