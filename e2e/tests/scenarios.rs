@@ -738,6 +738,62 @@ async fn a_steady_state_resync_writes_nothing() {
     env.cleanup().await;
 }
 
+/// An autoscaled service's replicas are its autoscaler's: a scale through the scale subresource
+/// (what a HorizontalPodAutoscaler sends) moves the Deployment's generation, and Keelson neither
+/// resets the count nor sends another apply for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoscaler_scaling_a_deployment_is_left_to_it() {
+    let env = Env::start("e2e-scaled", EnvOptions::default())
+        .await
+        .unwrap();
+    let resync = OperatorOptions {
+        resync: Duration::from_secs(1),
+        ..OperatorOptions::default()
+    };
+    let op = converged(&env, &env.sample("shop.yaml").unwrap(), resync).await;
+    settled(&env, &op).await;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let before = deployments.get("shop-orders").await.unwrap();
+    if let Some(s) = &env.server {
+        s.reset_stats();
+    }
+    // `orders` scales between 2 and 10; 3 is in range, so a real autoscaler without metrics
+    // leaves it there too.
+    deployments
+        .patch_scale(
+            "shop-orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let scaled = deployments.get("shop-orders").await.unwrap();
+    assert!(
+        scaled.metadata.generation > before.metadata.generation,
+        "a scale moves the generation"
+    );
+    // Three full resyncs after the scale.
+    op.wait_reconciles(op.reconciles(), 3, converge_timeout(env.real()))
+        .await
+        .unwrap();
+    let after = deployments.get("shop-orders").await.unwrap();
+    assert_eq!(after.spec.replicas, Some(3), "the scale was undone");
+    if let Some(s) = &env.server {
+        let st = s.stats();
+        let writes: Vec<&String> = st
+            .by_verb_resource
+            .keys()
+            .filter(|k| k.starts_with("patch ") || k.starts_with("create "))
+            // The test's own scale, and the Application's status reporting 3 replicas.
+            .filter(|k| !k.ends_with("/scale") && !k.ends_with("keelson.dev/applications/status"))
+            .collect();
+        assert!(writes.is_empty(), "the scale led to {writes:?}: {st:?}");
+    }
+    op.stop().await.unwrap();
+    env.cleanup().await;
+}
+
 /// A restarted operator knows from each Application's `status.inventory` what it last applied:
 /// it sends no apply for children nobody changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

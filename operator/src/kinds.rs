@@ -13,8 +13,8 @@
 use std::{borrow::Cow, collections::BTreeSet, fmt::Debug, sync::Mutex};
 
 use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    autoscaling::v2::HorizontalPodAutoscaler,
+    apps::v1::{Deployment, DeploymentSpec, StatefulSet},
+    autoscaling::v2::{HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec},
     core::v1::{Secret, Service},
     networking::v1::Ingress,
     policy::v1::PodDisruptionBudget,
@@ -123,17 +123,6 @@ pub struct Answered {
     pub spec: Option<u64>,
 }
 
-impl Answered {
-    /// The resourceVersion and generation of `meta`.
-    pub fn of(meta: &kube::api::ObjectMeta) -> Self {
-        Answered {
-            resource_version: meta.resource_version.clone(),
-            generation: meta.generation,
-            spec: None,
-        }
-    }
-}
-
 /// The fields of an answer [`Answered`] reads; serde skips the rest without keeping it.
 #[derive(serde::Deserialize)]
 struct AnsweredObject {
@@ -148,6 +137,42 @@ struct AnsweredMeta {
     resource_version: Option<String>,
     #[serde(default)]
     generation: Option<i64>,
+}
+
+/// The fields of an answer [`Child::answered_with_spec`] reads: [`AnsweredMeta`] and a spec of
+/// type `S`.
+#[derive(serde::Deserialize)]
+struct AnsweredWithSpec<S: Default> {
+    #[serde(default)]
+    metadata: AnsweredMeta,
+    #[serde(default)]
+    spec: S,
+}
+
+/// Read an apply's answer with its spec (of type `S`), hashed by `hash`; managed fields and
+/// status are skipped without being kept.
+fn answered_with<S: DeserializeOwned + Default>(
+    text: &str,
+    hash: impl FnOnce(&S) -> u64,
+) -> serde_json::Result<Answered> {
+    let o: AnsweredWithSpec<S> = serde_json::from_str(text)?;
+    Ok(Answered {
+        resource_version: o.metadata.resource_version,
+        generation: o.metadata.generation,
+        spec: Some(hash(&o.spec)),
+    })
+}
+
+/// A hash of a Deployment's spec without `spec.replicas`: what Keelson applies to a Deployment
+/// whose replicas an autoscaler sets (each scale moves the replicas and the generation, nothing
+/// else).
+pub fn deployment_spec_hash(spec: &DeploymentSpec) -> u64 {
+    if spec.replicas.is_none() {
+        return hash_value(spec);
+    }
+    let mut spec = spec.clone();
+    spec.replicas = None;
+    hash_value(&spec)
 }
 
 impl From<AnsweredObject> for Answered {
@@ -191,18 +216,36 @@ pub trait Child:
     /// database's volume (see [`crate::controller::volumes`]).
     const READ_BY_NAME: bool = false;
 
-    /// A hash of the spec, for kinds watched whole without a generation.
+    /// A hash of the spec, or of the part of it that Keelson alone writes, for kinds watched
+    /// whole: an HPA (no generation), a Deployment (all but `spec.replicas`).
     fn spec_hash(&self) -> Option<u64> {
         None
     }
 
+    /// Whether apply tells that this child's spec moved since it was applied by its
+    /// [`Child::spec_hash`] rather than by its generation: for kinds without a generation, and
+    /// for children whose generation others move (a Deployment whose replicas an autoscaler
+    /// scales: Keelson does not apply its `spec.replicas`, so an apply on every scale would be
+    /// a wasted request).
+    fn compares_spec(&self) -> bool {
+        false
+    }
+
     /// What apply keeps of the API server's answer to an apply (the object as it now is, in
-    /// JSON): its resourceVersion, generation and [`Child::spec_hash`]. Read without the rest of
-    /// the object (its managed fields are most of it) for kinds whose spec is not hashed.
+    /// JSON): its resourceVersion and generation. Read without the rest of the object (its
+    /// managed fields are most of it).
     ///
     /// Errors: the answer is not an object of the kind.
     fn answered(text: &str) -> serde_json::Result<Answered> {
         serde_json::from_str(text)
+    }
+
+    /// [`Child::answered`] and the [`Child::spec_hash`] of the answer, for a child that
+    /// [`Child::compares_spec`]. The default reads no spec.
+    ///
+    /// Errors: the answer is not an object of the kind.
+    fn answered_with_spec(text: &str) -> serde_json::Result<Answered> {
+        Self::answered(text)
     }
 
     /// Replica counts, for workloads.
@@ -257,6 +300,16 @@ impl Child for StatefulSet {
 impl Child for Deployment {
     type Desired = Self;
     const WATCH: WatchMode = WatchMode::Whole;
+    fn spec_hash(&self) -> Option<u64> {
+        Some(deployment_spec_hash(&self.spec))
+    }
+    // Unset replicas: an autoscaler's (see `controller::handover`).
+    fn compares_spec(&self) -> bool {
+        self.spec.replicas.is_none()
+    }
+    fn answered_with_spec(text: &str) -> serde_json::Result<Answered> {
+        answered_with(text, deployment_spec_hash)
+    }
     fn workload(&self) -> Option<Workload> {
         let st = self.status.as_ref();
         let deadline_exceeded = st
@@ -295,12 +348,11 @@ impl Child for HorizontalPodAutoscaler {
     fn spec_hash(&self) -> Option<u64> {
         Some(hash_value(&self.spec))
     }
-    fn answered(text: &str) -> serde_json::Result<Answered> {
-        let hpa: Self = serde_json::from_str(text)?;
-        Ok(Answered {
-            spec: hpa.spec_hash(),
-            ..Answered::of(&hpa.metadata)
-        })
+    fn compares_spec(&self) -> bool {
+        true
+    }
+    fn answered_with_spec(text: &str) -> serde_json::Result<Answered> {
+        answered_with(text, hash_value::<Option<HorizontalPodAutoscalerSpec>>)
     }
     fn scale_to(&self) -> Option<i32> {
         self.status

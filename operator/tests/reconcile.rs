@@ -322,28 +322,47 @@ async fn a_restarted_operator_reapplies_only_what_changed_meanwhile() {
     bare.preload(&stored_children(&forgetful));
     assert!(writes(&bare.reconcile(&forgetful).await).len() > 20);
 
-    // A Deployment whose spec changed while no operator ran is applied again, alone.
-    let mut children = stored_children(&app);
-    let edited = children
-        .iter_mut()
-        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "shop-orders")
-        .unwrap();
-    edited["metadata"]["generation"] = json!(2);
-    edited["metadata"]["resourceVersion"] = json!("2");
-    let later = Harness::new(&app);
-    later.preload(&children);
-    let applied: Vec<String> = later
-        .reconcile(&app)
-        .await
-        .iter()
-        .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
-        .map(|c| c.path.clone())
-        .collect();
+    // A Deployment whose spec changed while no operator ran is applied again, alone; one its
+    // autoscaler scaled meanwhile is not (`orders` is autoscaled).
+    let edited = |edit: fn(&mut Value)| {
+        let mut children = stored_children(&app);
+        let orders = children
+            .iter_mut()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "shop-orders")
+            .unwrap();
+        orders["metadata"]["generation"] = json!(2);
+        orders["metadata"]["resourceVersion"] = json!("2");
+        edit(orders);
+        children
+    };
+    let applied = applied_after_restart(
+        &app,
+        &edited(|o| {
+            o["spec"]["template"]["spec"]["containers"][0]["image"] =
+                json!("ghcr.io/acme/orders:0.1");
+        }),
+    )
+    .await;
     assert_eq!(applied.len(), 1, "{applied:?}");
     assert!(
         applied[0].ends_with("/deployments/shop-orders"),
         "{applied:?}"
     );
+    let applied = applied_after_restart(&app, &edited(|o| o["spec"]["replicas"] = json!(7))).await;
+    assert!(applied.is_empty(), "a scale was applied over: {applied:?}");
+}
+
+/// The children a new process applies for `app` when its watches list `children`.
+async fn applied_after_restart(app: &Value, children: &[Value]) -> Vec<String> {
+    let later = Harness::new(app);
+    later.preload(children);
+    later
+        .reconcile(app)
+        .await
+        .iter()
+        .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
+        .map(|c| c.path.clone())
+        .collect()
 }
 
 /// Once the watches have listed, the name of a child is looked up in them: a first reconcile

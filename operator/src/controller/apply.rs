@@ -58,8 +58,11 @@ enum Mark {
 }
 
 impl Mark {
-    fn of(generation: Option<i64>, spec: Option<u64>) -> Mark {
+    /// The spec hash when there is one and `compares_spec` (see [`Child::compares_spec`]),
+    /// else the generation, else the spec hash.
+    fn of(generation: Option<i64>, spec: Option<u64>, compares_spec: bool) -> Mark {
         match (generation, spec) {
+            (_, Some(s)) if compares_spec => Mark::Spec(s),
             (Some(g), _) => Mark::Generation(g),
             (None, Some(s)) => Mark::Spec(s),
             (None, None) => Mark::None,
@@ -195,7 +198,7 @@ impl ApplyCache {
                 let record = Record {
                     hash: u64::from_str_radix(&e.applied, 16).ok()?,
                     resource_version: Revision::of(e.resource_version.as_deref()),
-                    mark: Mark::of(e.generation, spec),
+                    mark: Mark::of(e.generation, spec, false),
                 };
                 Some((kind, Box::from(e.name.as_str()), record))
             })
@@ -382,7 +385,8 @@ impl<'a> Applier<'a> {
             return Ok(Change::None);
         }
 
-        let applied = match self.patch(&name, obj).await {
+        let compares_spec = obj.compares_spec();
+        let applied = match self.patch(&name, obj, compares_spec).await {
             Ok(answer) => answer,
             Err(e) => {
                 self.ctx.applied.remove(self.app_uid, &key);
@@ -397,7 +401,7 @@ impl<'a> Applier<'a> {
             Record {
                 hash,
                 resource_version: new_rv,
-                mark: Mark::of(applied.generation, applied.spec),
+                mark: Mark::of(applied.generation, applied.spec, compares_spec),
             },
         );
 
@@ -420,15 +424,26 @@ impl<'a> Applier<'a> {
     }
 
     /// Server-side apply `obj` (field manager `keelson`, forced): what the API server answered,
-    /// read as [`Child::answered`] reads it.
-    async fn patch<K: Child>(&self, name: &str, obj: &K) -> kube::Result<Answered> {
+    /// read as [`Child::answered`] reads it, or with its spec hash when `with_spec`
+    /// ([`Child::answered_with_spec`]).
+    async fn patch<K: Child>(
+        &self,
+        name: &str,
+        obj: &K,
+        with_spec: bool,
+    ) -> kube::Result<Answered> {
         let url = K::url_path(&(), Some(self.namespace));
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let request = kube::core::Request::new(url)
             .patch(name, &params, &Patch::Apply(obj))
             .map_err(kube::Error::BuildRequest)?;
         let text = self.ctx.client.request_text(request).await?;
-        K::answered(&text).map_err(kube::Error::SerdeError)
+        if with_spec {
+            K::answered_with_spec(&text)
+        } else {
+            K::answered(&text)
+        }
+        .map_err(kube::Error::SerdeError)
     }
 
     /// Create a child of a create-only kind; when it exists already, leave it as it is.
@@ -557,6 +572,7 @@ pub async fn apply_all(a: &Applier<'_>, c: &Children) -> Applied {
 mod tests {
     use super::*;
     use crate::api::Application;
+    use k8s_openapi::api::apps::v1::Deployment;
 
     fn entry(name: &str, applied: &str) -> InventoryEntry {
         InventoryEntry {
@@ -678,5 +694,76 @@ mod tests {
             ..record
         };
         assert!(!unmarked.matches(&live("11", 4), &[1]));
+    }
+
+    /// A Deployment as the API server holds it: `replicas` and `generation` as given, one
+    /// container `image`, Keelson's label, status and managed fields as a real answer has them.
+    fn deployment(replicas: Option<i32>, generation: i64, rv: &str, image: &str) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "shop-web", "namespace": "shop", "resourceVersion": rv,
+                "generation": generation,
+                "labels": {"app.kubernetes.io/managed-by": "keelson"},
+                "managedFields": [{"manager": "keelson", "operation": "Apply",
+                    "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {"f:template": {}}}}],
+            },
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": image}]},
+                },
+            },
+            "status": {"replicas": 1, "observedGeneration": generation},
+        }))
+        .expect("a Deployment")
+    }
+
+    /// The record apply keeps for `desired` after the API server answered `answer`.
+    fn applied(desired: &Deployment, answer: &Deployment) -> Record {
+        let text = serde_json::to_string(answer).expect("serializes");
+        let compares_spec = desired.compares_spec();
+        let a = if compares_spec {
+            Deployment::answered_with_spec(&text)
+        } else {
+            Deployment::answered(&text)
+        }
+        .expect("an answer");
+        Record {
+            hash: hash_value(desired),
+            resource_version: Revision::of(a.resource_version.as_deref()),
+            mark: Mark::of(a.generation, a.spec, compares_spec),
+        }
+    }
+
+    #[test]
+    fn an_autoscaled_deployment_is_not_applied_again_when_its_autoscaler_scales_it() {
+        let wanted = metadata_hashes(&deployment(None, 1, "1", "web:1").metadata);
+        // Autoscaled: Keelson applies no replicas; the API server answers the default 1.
+        let desired = deployment(None, 0, "", "web:1");
+        let record = applied(&desired, &deployment(Some(1), 1, "10", "web:1"));
+        assert!(matches!(record.mark, Mark::Spec(_)), "{record:?}");
+        // The autoscaler scales to 3 through the scale subresource: generation 2.
+        let scaled = Observed::of(&deployment(Some(3), 2, "11", "web:1"));
+        assert!(
+            record.matches(&scaled, &wanted),
+            "a scale is the autoscaler's"
+        );
+        // Someone changes the image: applied again.
+        let edited = Observed::of(&deployment(Some(3), 3, "12", "web:2"));
+        assert!(!record.matches(&edited, &wanted), "the template moved");
+
+        // Fixed replicas: Keelson applies them, so a hand edit of them is repaired.
+        let desired = deployment(Some(2), 0, "", "web:1");
+        let record = applied(&desired, &deployment(Some(2), 1, "20", "web:1"));
+        assert_eq!(record.mark, Mark::Generation(1));
+        let scaled = Observed::of(&deployment(Some(5), 2, "21", "web:1"));
+        assert!(!record.matches(&scaled, &wanted), "a hand edit of replicas");
+        let status_only = Observed::of(&deployment(Some(2), 1, "22", "web:1"));
+        assert!(record.matches(&status_only, &wanted), "only status moved");
     }
 }

@@ -171,7 +171,8 @@ pub struct Observed {
     /// generation or a spec hash (the only ones whose apply is skipped on them, see
     /// [`Observed::has_metadata`]); empty otherwise.
     pub metadata: Box<[u64]>,
-    /// A hash of the spec, for kinds watched whole that have no generation.
+    /// [`Child::spec_hash`], for kinds watched whole that have one (an HPA's spec, a
+    /// Deployment's without its replicas).
     pub spec: Option<u64>,
     /// Replica counts, for Deployments and StatefulSets.
     pub workload: Option<Box<Workload>>,
