@@ -218,21 +218,24 @@ pub fn metadata_hashes(meta: &ObjectMeta) -> Vec<u64> {
     out
 }
 
-/// A hash of any serializable value: of its JSON, streamed into the hasher.
+/// A hash of any serializable value: XXH3 (64 bits, seed 0) of its compact JSON, streamed into
+/// the hasher. The algorithm is specified, so the hashes Keelson keeps in `status.inventory`
+/// mean the same to every build of it (the standard library's `DefaultHasher` may change
+/// between Rust releases).
 pub fn hash_value<T: Serialize>(value: &T) -> u64 {
-    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    struct HashWriter(xxhash_rust::xxh3::Xxh3Default);
     impl std::io::Write for HashWriter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.write(buf);
+            self.0.update(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let mut w = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    let mut w = HashWriter(xxhash_rust::xxh3::Xxh3Default::new());
     serde_json::to_writer(&mut w, value).expect("objects serialize");
-    w.0.finish()
+    w.0.digest()
 }
 
 impl Observed {
@@ -757,25 +760,23 @@ fn owner_ref(namespace: &str, owner: &Owner) -> ObjectRef<Application> {
 }
 
 /// Put `obs` in `index` as `key`: the (namespace, owner) to wake, if what changed matters, and
-/// the former owner of a child whose owner changed.
-fn put(index: &mut Index, key: &Key, obs: Observed) -> Vec<(String, Option<Arc<Owner>>)> {
+/// the former owner of a child whose owner changed (at most two, without an allocation for the
+/// list).
+fn put(index: &mut Index, key: &Key, obs: Observed) -> [Option<(String, Option<Arc<Owner>>)>; 2] {
     let (ns, name) = key;
     let owner = obs.wakes();
     let old = index.insert(ns, name, obs);
-    let mut touched = Vec::new();
     let changed = match (&old, index.get(ns, name)) {
         (Some(old), Some(new)) => old.differs(new),
         _ => true,
     };
-    if changed {
-        touched.push((ns.clone(), owner.clone()));
-    }
-    if let Some(old_owner) = old.and_then(|o| o.wakes())
-        && Some(&old_owner) != owner.as_ref()
-    {
-        touched.push((ns.clone(), Some(old_owner)));
-    }
-    touched
+    let former = old
+        .and_then(|o| o.wakes())
+        .filter(|old_owner| Some(old_owner) != owner.as_ref());
+    [
+        changed.then(|| (ns.clone(), owner)),
+        former.map(|o| (ns.clone(), Some(o))),
+    ]
 }
 
 /// Replace the index of `scope` with a complete list; returns the (namespace, owner) of every
@@ -798,7 +799,7 @@ fn replace_all(
         }
     }
     for (key, obs) in fresh {
-        touched.extend(put(&mut index, &key, obs));
+        touched.extend(put(&mut index, &key, obs).into_iter().flatten());
     }
     touched
 }
@@ -858,7 +859,10 @@ async fn follow<T, S>(
             Ok(watcher::Event::Apply(o)) => {
                 let (key, obs) = observe(o);
                 let touched = put(&mut scope.write(), &key, obs);
-                notify_all(touched)
+                touched
+                    .into_iter()
+                    .flatten()
+                    .all(|(ns, owner)| notify(&ns, owner.as_ref()))
             }
             Ok(watcher::Event::Delete(o)) => {
                 let ((ns, name), obs) = observe(o);
@@ -1023,6 +1027,17 @@ mod tests {
         assert_eq!(index.by_owner["uid-a"].children.len(), 1);
         assert_eq!(index.by_owner["uid-b"].children.len(), 1);
         assert_eq!(index.len, 2);
+    }
+
+    #[test]
+    fn a_hash_is_xxh3_of_the_compact_json_so_every_build_agrees() {
+        let value = serde_json::json!({"kind": "Service", "spec": {"ports": [80, "http"]}});
+        assert_eq!(
+            hash_value(&value),
+            xxhash_rust::xxh3::xxh3_64(br#"{"kind":"Service","spec":{"ports":[80,"http"]}}"#)
+        );
+        // XXH3-64 with seed 0 of no input, as its specification gives it.
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(b""), 0x2D06_8005_38D3_94C2);
     }
 
     #[test]
