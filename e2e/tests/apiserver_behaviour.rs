@@ -960,3 +960,61 @@ async fn upstream_crd_cel_rules_reject_invalid_routes() {
         .await;
     assert_eq!(good.status, 201, "{}", good.text);
 }
+
+/// Paging (API concepts, "Retrieving large results sets in chunks"; ListMeta): each page resumes
+/// after the last object of the one before, the last page has no `continue`, and
+/// `remainingItemCount` is set only when no selector filters the list.
+#[tokio::test]
+async fn pages_resume_after_the_last_object_and_count_what_remains_only_without_a_selector() {
+    let api = Api::with_rec(no_controllers()).await;
+    let cms = "/api/v1/namespaces/rec/configmaps";
+    for i in 0..7 {
+        let mut cm = configmap(&format!("c{i}"), json!({}));
+        if i != 3 {
+            cm["metadata"]["labels"] = json!({"tier": "web"});
+        }
+        let r = api.apply(&format!("{cms}/c{i}"), "keelson", &cm).await;
+        assert_eq!(r.status, 201);
+    }
+    let pages = |query: &'static str| {
+        let api = &api;
+        async move {
+            let (mut pages, mut token) = (Vec::new(), None::<String>);
+            loop {
+                let url = match &token {
+                    Some(t) => format!("{cms}?{query}&continue={t}"),
+                    None => format!("{cms}?{query}"),
+                };
+                let list = api.get(&url).await.json();
+                let names: Vec<String> = list["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+                    .collect();
+                pages.push((names, list["metadata"].get("remainingItemCount").cloned()));
+                token = list["metadata"]["continue"].as_str().map(str::to_string);
+                if token.is_none() {
+                    return pages;
+                }
+            }
+        }
+    };
+    let all = pages("limit=3").await;
+    let names = |p: &[(Vec<String>, Option<Value>)]| -> Vec<Vec<String>> {
+        p.iter().map(|(n, _)| n.clone()).collect()
+    };
+    assert_eq!(
+        names(&all),
+        [vec!["c0", "c1", "c2"], vec!["c3", "c4", "c5"], vec!["c6"]]
+    );
+    let counts: Vec<Option<Value>> = all.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(counts, [Some(json!(4)), Some(json!(1)), None]);
+
+    let web = pages("limit=3&labelSelector=tier%3Dweb").await;
+    assert_eq!(
+        names(&web),
+        [vec!["c0", "c1", "c2"], vec!["c4", "c5", "c6"]]
+    );
+    assert!(web.iter().all(|(_, c)| c.is_none()), "{web:?}");
+}

@@ -10,6 +10,7 @@ use super::status::{ApiError, bad_request, expired};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -735,23 +736,33 @@ impl State {
             None => (self.rv, None),
         };
         let paging = q.limit.filter(|l| *l > 0 && q.resource_version != Some(0));
-        let range_start = match ns {
-            Some(n) => (n.to_string(), String::new()),
-            None => (String::new(), String::new()),
+        // A page of one namespace resumes right after the object its token names, as etcd
+        // reads a key range: a page costs its own objects, not the whole namespace before it.
+        let resume = start
+            .as_deref()
+            .and_then(|s| split_continue_key(s.trim_end_matches('\u{0}')))
+            .filter(|(rns, _)| ns == Some(*rns));
+        let range_start = match (ns, &resume) {
+            (_, Some((rns, rname))) => Bound::Excluded((rns.to_string(), rname.to_string())),
+            (Some(n), None) => Bound::Included((n.to_string(), String::new())),
+            (None, None) => Bound::Included((String::new(), String::new())),
         };
+        // With a selector the count of what remains is unknown, and left unset (ListMeta,
+        // `remainingItemCount`): a page stops at the first match beyond it.
+        let selected = !q.label.is_empty() || !q.field.is_empty();
         let mut items = Vec::new();
         let mut remaining = 0u64;
         let mut next: Option<String> = None;
         let pinned = q.field.pinned_name();
-        for ((ons, oname), obj) in bucket.objects.range(range_start..) {
+        for ((ons, oname), obj) in bucket.objects.range((range_start, Bound::Unbounded)) {
             if let Some(n) = ns
                 && ons != n
             {
                 break;
             }
-            let key = continue_key(ons, oname);
-            if let Some(s) = &start
-                && key.as_str() <= s.trim_end_matches('\u{0}')
+            if resume.is_none()
+                && let Some(s) = &start
+                && continue_key(ons, oname).as_str() <= s.trim_end_matches('\u{0}')
             {
                 continue;
             }
@@ -770,10 +781,13 @@ impl State {
             if let Some(limit) = paging {
                 if items.len() as u64 >= limit {
                     remaining += 1;
+                    if selected {
+                        break;
+                    }
                     continue;
                 }
                 if items.len() as u64 + 1 == limit {
-                    next = Some(key);
+                    next = Some(continue_key(ons, oname));
                 }
             }
             items.push(obj.clone());
@@ -783,11 +797,12 @@ impl State {
         } else {
             None
         };
+        let remaining = (remaining > 0 && !selected).then_some(remaining);
         Ok(ListResult {
             items,
             rv: list_rv,
             continue_token: cont,
-            remaining: if remaining > 0 { Some(remaining) } else { None },
+            remaining,
         })
     }
 }
@@ -812,6 +827,12 @@ pub struct ListResult {
     pub rv: u64,
     pub continue_token: Option<String>,
     pub remaining: Option<u64>,
+}
+
+/// The (namespace, name) a [`continue_key`] names (`""` for a cluster-scoped object).
+fn split_continue_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix('/')?;
+    Some(rest.split_once('/').unwrap_or(("", rest)))
 }
 
 fn continue_key(ns: &str, name: &str) -> String {
