@@ -115,6 +115,30 @@ async fn converged(env: &Env, app: &Value, opts: OperatorOptions) -> Operator {
     op
 }
 
+/// Operator options with a full resync every second, so that settling can be observed.
+fn resync_every_second() -> OperatorOptions {
+    OperatorOptions {
+        resync: Duration::from_secs(1),
+        ..OperatorOptions::default()
+    }
+}
+
+/// A fresh environment for `namespace` with the shop converged and settled (see [`settled`])
+/// under an operator that resyncs every second.
+async fn settled_shop(
+    namespace: &str,
+) -> (Env, Operator, (Option<String>, BTreeMap<String, String>)) {
+    let env = Env::start(namespace, EnvOptions::default()).await.unwrap();
+    let op = converged(
+        &env,
+        &env.sample("shop.yaml").unwrap(),
+        resync_every_second(),
+    )
+    .await;
+    let settled = settled(&env, &op).await;
+    (env, op, settled)
+}
+
 /// The shop plus a background worker that nothing routes to.
 fn shop_with_worker(env: &Env) -> Value {
     let mut app = env.sample("shop.yaml").unwrap();
@@ -710,15 +734,7 @@ async fn the_stack_converges_through_faults_on_its_own_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_state_resync_writes_nothing() {
-    let env = Env::start("e2e-steady", EnvOptions::default())
-        .await
-        .unwrap();
-    let resync = OperatorOptions {
-        resync: Duration::from_secs(1),
-        ..OperatorOptions::default()
-    };
-    let op = converged(&env, &env.sample("shop.yaml").unwrap(), resync).await;
-    let settled = settled(&env, &op).await;
+    let (env, op, settled) = settled_shop("e2e-steady").await;
     if let Some(s) = &env.server {
         s.reset_stats();
     }
@@ -743,15 +759,7 @@ async fn a_steady_state_resync_writes_nothing() {
 /// resets the count nor sends another apply for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_autoscaler_scaling_a_deployment_is_left_to_it() {
-    let env = Env::start("e2e-scaled", EnvOptions::default())
-        .await
-        .unwrap();
-    let resync = OperatorOptions {
-        resync: Duration::from_secs(1),
-        ..OperatorOptions::default()
-    };
-    let op = converged(&env, &env.sample("shop.yaml").unwrap(), resync).await;
-    settled(&env, &op).await;
+    let (env, op, _) = settled_shop("e2e-scaled").await;
     let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
         kube::Api::namespaced(env.client.clone(), &env.namespace);
     let before = deployments.get("shop-orders").await.unwrap();
@@ -798,16 +806,7 @@ async fn an_autoscaler_scaling_a_deployment_is_left_to_it() {
 /// it sends no apply for children nobody changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_reapplies_nothing_unchanged() {
-    let env = Env::start("e2e-restart-quiet", EnvOptions::default())
-        .await
-        .unwrap();
-    // Resyncs every second, so that settling can be observed.
-    let resync = || OperatorOptions {
-        resync: Duration::from_secs(1),
-        ..OperatorOptions::default()
-    };
-    let op = converged(&env, &env.sample("shop.yaml").unwrap(), resync()).await;
-    let settled_before = settled(&env, &op).await;
+    let (env, op, settled_before) = settled_shop("e2e-restart-quiet").await;
     op.stop().await.unwrap();
     let inventory = env
         .apps()
@@ -821,7 +820,7 @@ async fn a_restarted_operator_reapplies_nothing_unchanged() {
     if let Some(s) = &env.server {
         s.reset_stats();
     }
-    let restarted = env.start_operator(resync());
+    let restarted = env.start_operator(resync_every_second());
     restarted
         .wait_reconciles(0, 1, converge_timeout(env.real()))
         .await
