@@ -32,9 +32,7 @@ use super::{
 };
 use crate::{
     api::InventoryEntry,
-    kinds::{
-        Answered, Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name,
-    },
+    kinds::{Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name},
 };
 
 /// What Keelson last applied to one child (40 bytes).
@@ -71,6 +69,25 @@ impl Mark {
 }
 
 impl Record {
+    /// What apply remembers after applying `obj` (hashing to `hash`) and reading `text`, the API
+    /// server's answer: its resourceVersion, and its spec hash when `obj`
+    /// [`Child::compares_spec`], else its generation.
+    ///
+    /// Errors: the answer is not an object of the kind.
+    fn answered<K: Child>(obj: &K, hash: u64, text: &str) -> serde_json::Result<Record> {
+        let compares_spec = obj.compares_spec();
+        let a = if compares_spec {
+            K::answered_with_spec(text)?
+        } else {
+            K::answered(text)?
+        };
+        Ok(Record {
+            hash,
+            resource_version: Revision::of(a.resource_version.as_deref()),
+            mark: Mark::of(a.generation, a.spec, compares_spec),
+        })
+    }
+
     /// Whether the live child is still what Keelson last applied: the same resourceVersion; or,
     /// for kinds with a generation (or a watched spec), the same generation (or spec) and every
     /// label, annotation and owner reference Keelson applied still in place, so only status or
@@ -385,25 +402,20 @@ impl<'a> Applier<'a> {
             return Ok(Change::None);
         }
 
-        let compares_spec = obj.compares_spec();
-        let applied = match self.patch(&name, obj, compares_spec).await {
-            Ok(answer) => answer,
+        let record = self
+            .patch(&name, obj)
+            .await
+            .and_then(|text| Record::answered(obj, hash, &text).map_err(kube::Error::SerdeError));
+        let record = match record {
+            Ok(record) => record,
             Err(e) => {
                 self.ctx.applied.remove(self.app_uid, &key);
                 let source = e.into();
                 return Err(Error::Apply { kind, name, source });
             }
         };
-        let new_rv = Revision::of(applied.resource_version.as_deref());
-        self.ctx.applied.put(
-            self.app_uid,
-            key,
-            Record {
-                hash,
-                resource_version: new_rv,
-                mark: Mark::of(applied.generation, applied.spec, compares_spec),
-            },
-        );
+        let new_rv = record.resource_version;
+        self.ctx.applied.put(self.app_uid, key, record);
 
         let changed_by_us =
             new_rv != live_rv && cached.as_ref().is_none_or(|c| c.resource_version != new_rv);
@@ -423,27 +435,15 @@ impl<'a> Applier<'a> {
         Ok(change)
     }
 
-    /// Server-side apply `obj` (field manager `keelson`, forced): what the API server answered,
-    /// read as [`Child::answered`] reads it, or with its spec hash when `with_spec`
-    /// ([`Child::answered_with_spec`]).
-    async fn patch<K: Child>(
-        &self,
-        name: &str,
-        obj: &K,
-        with_spec: bool,
-    ) -> kube::Result<Answered> {
+    /// Server-side apply `obj` (field manager `keelson`, forced): the API server's answer, as
+    /// text ([`Record::answered`] reads what it needs of it).
+    async fn patch<K: Child>(&self, name: &str, obj: &K) -> kube::Result<String> {
         let url = K::url_path(&(), Some(self.namespace));
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let request = kube::core::Request::new(url)
             .patch(name, &params, &Patch::Apply(obj))
             .map_err(kube::Error::BuildRequest)?;
-        let text = self.ctx.client.request_text(request).await?;
-        if with_spec {
-            K::answered_with_spec(&text)
-        } else {
-            K::answered(&text)
-        }
-        .map_err(kube::Error::SerdeError)
+        self.ctx.client.request_text(request).await
     }
 
     /// Create a child of a create-only kind; when it exists already, leave it as it is.
@@ -726,18 +726,7 @@ mod tests {
     /// The record apply keeps for `desired` after the API server answered `answer`.
     fn applied(desired: &Deployment, answer: &Deployment) -> Record {
         let text = serde_json::to_string(answer).expect("serializes");
-        let compares_spec = desired.compares_spec();
-        let a = if compares_spec {
-            Deployment::answered_with_spec(&text)
-        } else {
-            Deployment::answered(&text)
-        }
-        .expect("an answer");
-        Record {
-            hash: hash_value(desired),
-            resource_version: Revision::of(a.resource_version.as_deref()),
-            mark: Mark::of(a.generation, a.spec, compares_spec),
-        }
+        Record::answered(desired, hash_value(desired), &text).expect("an answer")
     }
 
     #[test]
