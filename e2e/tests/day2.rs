@@ -651,20 +651,25 @@ async fn a_database_volume_grows_in_place_and_is_never_shrunk_or_moved() {
         .find(|r| r.controller == Some(true))
         .map(|r| r.uid.clone());
     assert_eq!(owner, after.uid(), "the new StatefulSet adopted the pod");
+    // Events are sent apart from the status, so they are waited for, not read once.
     let events = env.dynamic("events.k8s.io", "v1", "Event", "events");
-    let resized: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.data["reason"] == "VolumeResized")
-        .map(|e| e.data["note"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert!(
-        resized.iter().any(|n| n.contains("data-hello-db-0")),
-        "{resized:?}"
-    );
+    let resized: Vec<String> = wait_for(timeout, || async {
+        let notes: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|e| e.data["reason"] == "VolumeResized")
+            .map(|e| e.data["note"].as_str().unwrap_or_default().to_string())
+            .collect();
+        notes
+            .iter()
+            .any(|n| n.contains("data-hello-db-0"))
+            .then_some(notes)
+    })
+    .await
+    .expect("a VolumeResized Event names the claim");
     for note in &resized {
         assert_words("a VolumeResized Event", note);
     }
@@ -750,12 +755,13 @@ async fn a_volume_whose_class_cannot_expand_is_reported_and_left_alone() {
         .await
         .unwrap();
     assert_eq!(storage(&claim, false).as_deref(), Some("1Gi"));
-    assert!(
-        !warnings(&env, "hello", "VolumeExpansionRefused")
-            .await
-            .is_empty(),
-        "a Warning Event says so too"
-    );
+    // The Event is sent after the status is written, so it is waited for, not read once.
+    wait_for(timeout, || async {
+        let notes = warnings(&env, "hello", "VolumeExpansionRefused").await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await
+    .expect("a Warning Event says so too");
     for words in ["StorageClass", "allowVolumeExpansion: true"] {
         assert!(degraded.message.contains(words), "{}", degraded.message);
     }
