@@ -309,6 +309,11 @@ async fn retained_credentials_outlive_their_database_and_application() {
     })
     .await
     .expect("the database's StatefulSet is pruned");
+    // The StatefulSet may be gone before the pass that pruned it has ended: the Secret is looked
+    // at once that pass has written its status, so a prune of it later in the pass is seen too.
+    env.wait_condition("hello", READY, "True", timeout)
+        .await
+        .unwrap();
     let (kept, kept_pw, _) = credentials(&env, "hello-db-credentials").await.unwrap();
     assert_eq!((&kept, &kept_pw), (&uid, &password));
 
@@ -523,6 +528,13 @@ async fn switching_to_autoscaling_and_back_never_scales_below_the_bound() {
     env.wait_condition("hello", READY, "True", timeout)
         .await
         .unwrap();
+    // The watch delivers apart from the reads above: wait until it has shown the 2 too, so that
+    // every value the Deployment had before it was recorded.
+    wait_for(timeout, || async {
+        seen.lock().unwrap().contains(&2).then_some(())
+    })
+    .await
+    .expect("the watch shows spec.replicas 2");
     watch.abort();
     let seen = seen.lock().unwrap().clone();
     let before_fixed2 = seen.iter().position(|n| *n == 2).unwrap_or(seen.len());
