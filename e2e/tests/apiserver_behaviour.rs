@@ -423,6 +423,10 @@ async fn stand_in_statefulset_controller_creates_pvcs_per_retention_policy() {
     let api = Api::with_rec(quick_options()).await;
     let sts = "/apis/apps/v1/namespaces/rec/statefulsets";
     let pvcs = "/api/v1/namespaces/rec/persistentvolumeclaims";
+    let from = api.get(pvcs).await.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.apply(
         &format!("{sts}/kept"),
         "keelson",
@@ -444,7 +448,21 @@ async fn stand_in_statefulset_controller_creates_pvcs_per_retention_policy() {
     );
     let kept = api.get(&format!("{pvcs}/data-kept-0")).await.json();
     assert!(kept["metadata"].get("ownerReferences").is_none());
-    assert_eq!(kept["status"]["phase"], "Pending");
+    // The binder binds a claim a moment after it is created, so what it was created as is read
+    // from the watch history, not from a get that may come after the binding.
+    let history = api
+        .watch(
+            format!("{pvcs}?watch=true&resourceVersion={from}&timeoutSeconds=1"),
+            100,
+            Duration::from_secs(3),
+        )
+        .await;
+    let created = history
+        .iter()
+        .map(|(_, l)| l)
+        .find(|l| l["type"] == "ADDED" && l["object"]["metadata"]["name"] == "data-kept-0")
+        .unwrap_or_else(|| panic!("data-kept-0 was added: {history:?}"));
+    assert_eq!(created["object"]["status"]["phase"], "Pending");
     let owned = api.get(&format!("{pvcs}/data-owned-0")).await.json();
     assert_eq!(
         owned["metadata"]["ownerReferences"][0]["kind"],
