@@ -179,14 +179,16 @@ async fn a_watch_resuming_within_the_window_gets_what_it_missed_with_selector_tr
 #[tokio::test]
 async fn a_watch_resuming_from_before_the_window_is_expired_and_a_relist_recovers() {
     let api = Api::with_rec(no_controllers()).await;
-    api.server
-        .set_watch_history(Duration::from_millis(400), 4_096);
+    // A window long enough that the watch right after the write starts within it on a loaded
+    // machine too.
+    let window = Duration::from_secs(2);
+    api.server.set_watch_history(window, 4_096);
     let before = list_rv(&api).await;
     let a = create(&api, "a", json!({})).await;
     // Within the window the missed event is there.
     let lines = watch_from(&api, before, "", 10).await;
     assert_eq!(seen(&lines), expect(&[("ADDED", "a", rv(&a))]));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(window).await;
     // The event left the window: resuming from before it is 410 Expired ...
     assert_expired(&watch_from(&api, before, "", 10).await, before);
     assert_eq!(
