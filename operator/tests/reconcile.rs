@@ -123,6 +123,57 @@ async fn unchanged_second_reconcile_sends_no_request() {
     );
 }
 
+/// A child's watch event can start a reconcile before the Application's own watch delivered
+/// the status the last pass wrote: the store still holds the Application without it. That
+/// pass compares with what was written, not with the older status, and writes nothing.
+#[tokio::test]
+async fn a_reconcile_reading_a_store_that_lags_its_status_write_writes_it_not_again() {
+    let app = application("shop.yaml");
+    let h = Harness::new(&app);
+    let first = h.reconcile(&app).await;
+    assert!(first.iter().any(|c| c.path.ends_with("/status")));
+    h.preload(&stored_children(&app));
+
+    // The same Application as before the write: no status, resourceVersion 100.
+    let second = h.reconcile(&app).await;
+    assert!(
+        second.is_empty(),
+        "a pass on the lagging store sent {:#?}",
+        writes(&second)
+    );
+}
+
+/// A reconcile holds the Application as it was when it started. When the status the previous
+/// pass wrote is delivered meanwhile, that pass compares with the store's Application (the
+/// newer one), and writes nothing.
+#[tokio::test]
+async fn a_reconcile_that_started_before_its_status_write_was_delivered_writes_it_not_again() {
+    use keelson::api::Application;
+    use kube::runtime::{reflector, watcher};
+
+    let app = application("shop.yaml");
+    let h = Harness::new(&app);
+    let first = h.reconcile(&app).await;
+    h.preload(&stored_children(&app));
+    // The watch delivers the write (revision 101, as the mocked server answered it).
+    let mut delivered = app.clone();
+    delivered["status"] = written_status(&first);
+    delivered["metadata"]["resourceVersion"] = json!("101");
+    let mut delivered: Application = serde_json::from_value(delivered).unwrap();
+    h.ctx.applied.absorb(&mut delivered);
+    let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Apply(delivered));
+    h.ctx.set_application_stores(vec![reader]);
+
+    // The next pass started before that, with the Application of revision 100.
+    let second = h.reconcile(&app).await;
+    assert!(
+        second.is_empty(),
+        "a pass holding an older Application sent {:#?}",
+        writes(&second)
+    );
+}
+
 #[tokio::test]
 async fn a_removed_service_is_pruned_and_nothing_else() {
     let app = application("shop.yaml");

@@ -31,7 +31,7 @@ use super::{
     watch::{Child, KindStores, Observed, Revision, hash_value, metadata_hashes},
 };
 use crate::{
-    api::InventoryEntry,
+    api::{ApplicationStatus, InventoryEntry},
     kinds::{Children, DesiredChild, KindVisitor, Registered, Write, for_each_kind, kind_name},
 };
 
@@ -120,9 +120,31 @@ struct Remembered {
     listed: Option<u64>,
     /// When this process last wrote its status.
     status_written: Option<std::time::Instant>,
+    /// The status this process last wrote, until the Application's watch delivers it.
+    unseen: Option<Box<Unseen>>,
 }
 
+/// A status this process wrote that the Application's watch has not delivered yet (see
+/// [`ApplyCache::last_written`]).
+struct Unseen {
+    /// The resourceVersion the write answered.
+    revision: Revision,
+    /// The status written, without its inventory (remembered apart).
+    status: ApplicationStatus,
+}
+
+/// How long a written status stands in for a store that has not delivered it, at most: past
+/// this, the stored status is read again (a watch that relisted may never deliver that
+/// revision; another writer's status is then the one to compare with).
+pub const UNSEEN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Remembered {
+    /// Whether the unseen written status is too old to stand in for the stored one.
+    fn unseen_expired(&self) -> bool {
+        self.status_written
+            .is_none_or(|at| at.elapsed() >= UNSEEN_FOR)
+    }
+
     fn find(&self, (kind, name): &ChildKey) -> Result<usize, usize> {
         self.children
             .binary_search_by(|(k, n, _)| (*k, &**n).cmp(&(*kind, name.as_str())))
@@ -233,13 +255,48 @@ impl ApplyCache {
     /// leave the stored Application without it. At thousands of Applications the lists (23
     /// entries for the shop sample, about 7 KB in memory) would be a large part of the
     /// operator's memory, and nothing else reads them.
+    ///
+    /// While a status this process wrote is unseen (see [`ApplyCache::last_written`]), an
+    /// Application of another revision is one from before that write: what it lists is not
+    /// remembered over what was written. The write's own revision ends the wait.
     pub fn absorb(&self, app: &mut crate::api::Application) {
         let (Some(status), Some(uid)) = (app.status.as_mut(), app.metadata.uid.as_deref()) else {
             return;
         };
         let inventory = std::mem::take(&mut status.inventory);
-        self.listed(uid, &inventory);
+        let revision = Revision::of(app.metadata.resource_version.as_deref());
+        let earlier = {
+            let mut apps = self.lock();
+            match apps.get_mut(uid) {
+                Some(r) if r.unseen.is_some() => {
+                    let seen = r.unseen.as_ref().map(|u| Some(u.revision)) == Some(revision);
+                    if seen {
+                        r.unseen = None;
+                    }
+                    !seen && !r.unseen_expired()
+                }
+                _ => false,
+            }
+        };
+        if !earlier {
+            self.listed(uid, &inventory);
+        }
         self.restore(uid, &inventory);
+    }
+
+    /// The status this process last wrote for the Application `app`, when the Application at
+    /// hand, of resourceVersion `stored`, does not show it yet: its store lags the write (the
+    /// watch has not delivered it), and comparing with the older status it holds would write
+    /// the same status again. `None` once the watch delivered the write, for the write's own
+    /// revision, or [`UNSEEN_FOR`] after it.
+    pub fn last_written(&self, app: &str, stored: Option<&str>) -> Option<ApplicationStatus> {
+        let mut apps = self.lock();
+        let r = apps.get_mut(app)?;
+        if r.unseen_expired() {
+            r.unseen = None;
+        }
+        let unseen = r.unseen.as_ref()?;
+        (Some(unseen.revision) != Revision::of(stored)).then(|| unseen.status.clone())
     }
 
     /// Whether `new` is the inventory the status of the Application `app` lists: `stored` when
@@ -261,14 +318,22 @@ impl ApplyCache {
         self.lock().entry(app.to_string()).or_default().listed = Some(hash);
     }
 
-    /// Remember that this process wrote the status of the Application `app` now, listing
-    /// `inventory`.
-    pub fn wrote(&self, app: &str, inventory: &[InventoryEntry]) {
+    /// Remember that this process wrote `status` (listing `inventory`) as the status of the
+    /// Application `app` now, and the resourceVersion the write answered: until the watch
+    /// delivers that revision, [`ApplyCache::last_written`] gives `status`.
+    pub fn wrote(
+        &self,
+        app: &str,
+        inventory: &[InventoryEntry],
+        status: ApplicationStatus,
+        revision: Option<&str>,
+    ) {
         let hash = hash_value(&inventory);
         let mut apps = self.lock();
         let r = apps.entry(app.to_string()).or_default();
         r.listed = Some(hash);
         r.status_written = Some(std::time::Instant::now());
+        r.unseen = Revision::of(revision).map(|revision| Box::new(Unseen { revision, status }));
     }
 
     /// When this process last wrote the status of the Application `app`.
@@ -614,7 +679,7 @@ mod tests {
         assert!(cache.lists("u1", &listed, &listed));
         // What was written last is what the status lists.
         let next = vec![entry("shop-api", "0000000000000001")];
-        cache.wrote("u1", &next);
+        cache.wrote("u1", &next, ApplicationStatus::default(), Some("8"));
         assert!(cache.lists("u1", &[], &next));
         // Unknown Applications list nothing.
         assert!(cache.lists("u2", &[], &[]));
@@ -622,6 +687,43 @@ mod tests {
         cache.retain(|uid| uid != "u1");
         assert!(cache.lists("u1", &[], &[]));
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_written_status_stands_in_for_the_stored_one_until_the_watch_delivers_it() {
+        let cache = ApplyCache::default();
+        let written = ApplicationStatus {
+            observed_generation: Some(1),
+            services_ready: Some("0/2".into()),
+            ..ApplicationStatus::default()
+        };
+        let listed = vec![entry("shop-web", "00000000000000ff")];
+        cache.wrote("u1", &listed, written.clone(), Some("8"));
+        // The store still holds the Application of revision 7, from before the write.
+        assert_eq!(cache.last_written("u1", Some("7")), Some(written.clone()));
+        assert_eq!(cache.last_written("u1", None), Some(written.clone()));
+        // ... and its watch delivering that older Application again does not undo the write.
+        let mut older = app_listing(Vec::new());
+        older.metadata.resource_version = Some("7".into());
+        cache.absorb(&mut older);
+        assert!(cache.lists("u1", &[], &listed));
+        assert_eq!(cache.last_written("u1", Some("7")), Some(written.clone()));
+        // The Application of the write's own revision shows it.
+        assert_eq!(cache.last_written("u1", Some("8")), None);
+        // Once the watch delivers it, the stored status is read again, whatever comes next.
+        let mut seen = app_listing(listed.clone());
+        seen.metadata.resource_version = Some("8".into());
+        cache.absorb(&mut seen);
+        assert_eq!(cache.last_written("u1", Some("7")), None);
+        assert_eq!(cache.last_written("u1", Some("9")), None);
+        // A revision never delivered stands in for UNSEEN_FOR at most.
+        cache.wrote("u1", &listed, written.clone(), Some("10"));
+        assert!(cache.last_written("u1", Some("9")).is_some());
+        cache.lock().get_mut("u1").unwrap().status_written =
+            Some(std::time::Instant::now() - UNSEEN_FOR);
+        assert_eq!(cache.last_written("u1", Some("9")), None);
+        // Nothing is remembered of an Application this process never wrote.
+        assert_eq!(cache.last_written("u2", Some("1")), None);
     }
 
     #[test]

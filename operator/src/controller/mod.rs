@@ -102,6 +102,8 @@ pub struct Context {
     pub(crate) schema_checked: Mutex<HashMap<String, i64>>,
     /// Consecutive transient failures per Application (by uid), for backoff.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
+    /// The stores of the watched Applications, one per controller (see [`Context::latest`]).
+    applications: RwLock<Vec<reflector::Store<Application>>>,
     owners: mpsc::UnboundedSender<reflector::ObjectRef<Application>>,
 }
 
@@ -128,6 +130,7 @@ impl Context {
             metrics,
             schema_checked: Mutex::default(),
             failures: Mutex::default(),
+            applications: RwLock::default(),
             owners: owners_tx,
             config,
         };
@@ -142,6 +145,20 @@ impl Context {
     /// Record what discovery found.
     pub fn set_caps(&self, caps: ApiCapabilities) {
         *self.capabilities.write().expect("lock") = caps;
+    }
+
+    /// Read Applications from these stores (those of the running controllers).
+    pub fn set_application_stores(&self, stores: Vec<reflector::Store<Application>>) {
+        *self.applications.write().expect("lock") = stores;
+    }
+
+    /// The Application `app` as its store holds it now. A reconcile holds the Application as
+    /// it was when the reconcile started; its watch may have delivered a newer one since (the
+    /// status the previous pass wrote). `None` when no store holds it.
+    pub fn latest(&self, app: &Application) -> Option<Arc<Application>> {
+        let key = reflector::ObjectRef::from_obj(app);
+        let stores = self.applications.read().expect("lock");
+        stores.iter().find_map(|s| s.get(&key))
     }
 
     /// Forget what is remembered of every Application whose uid is not in `live`.

@@ -2,6 +2,8 @@
 //! server-side apply of the status subresource, and only when it changed, so a steady state
 //! writes nothing and a status write never feeds another round of work.
 
+use std::borrow::Cow;
+
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
@@ -108,7 +110,9 @@ pub fn compute(
     outcome: &Outcome<'_>,
     now: Time,
 ) -> ApplicationStatus {
-    let old = app.status.clone().unwrap_or_default();
+    let old = last_known(ctx, app)
+        .map(Cow::into_owned)
+        .unwrap_or_default();
     let mut c = Conditions {
         old: &old.conditions,
         generation: app.metadata.generation,
@@ -451,31 +455,89 @@ fn beyond_progress(s: &ApplicationStatus) -> impl PartialEq + '_ {
     (s.observed_generation, conditions, &s.url, &s.gateway)
 }
 
+/// Why a status is written: the `cause` label of `keelson_status_writes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCause {
+    /// The Application had no status yet.
+    New,
+    /// The inventory lists other children (or other hashes of them).
+    Inventory,
+    /// Beyond progress: the observed generation, a condition's status or reason, the URL or
+    /// the gateway (see [`beyond_progress`]).
+    Conditions,
+    /// Progress alone, [`PROGRESS_INTERVAL`] after the last write (or the first write of this
+    /// process).
+    Progress,
+}
+
+impl WriteCause {
+    /// Every cause, in the order of the label values.
+    pub const ALL: [WriteCause; 4] = [
+        WriteCause::New,
+        WriteCause::Inventory,
+        WriteCause::Conditions,
+        WriteCause::Progress,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteCause::New => "new",
+            WriteCause::Inventory => "inventory",
+            WriteCause::Conditions => "conditions",
+            WriteCause::Progress => "progress",
+        }
+    }
+}
+
 /// Whether the status `new` need not be written over `old` now: `Unchanged`, or `Later` when
 /// only progress moved (see [`beyond_progress`]) `since_write` the last write, within
-/// [`PROGRESS_INTERVAL`]; `None` to write it. `new` carries no inventory: `same_inventory` says
-/// whether it lists the same.
+/// [`PROGRESS_INTERVAL`]; otherwise why it is written. `new` carries no inventory:
+/// `same_inventory` says whether it lists the same.
 fn hold_back(
     old: &ApplicationStatus,
     new: &ApplicationStatus,
     same_inventory: bool,
     since_write: Option<std::time::Duration>,
-) -> Option<Wrote> {
+) -> Result<Wrote, WriteCause> {
     if !same_inventory {
-        return None;
+        return Err(WriteCause::Inventory);
     }
     let same = ApplicationStatus {
         inventory: Vec::new(),
         ..old.clone()
     } == *new;
     if same {
-        return Some(Wrote::Unchanged);
+        return Ok(Wrote::Unchanged);
     }
     if beyond_progress(old) != beyond_progress(new) {
-        return None;
+        return Err(WriteCause::Conditions);
     }
-    let wait = PROGRESS_INTERVAL.checked_sub(since_write?)?;
-    (!wait.is_zero()).then_some(Wrote::Later(wait))
+    let wait = since_write.and_then(|since| PROGRESS_INTERVAL.checked_sub(since));
+    match wait {
+        Some(wait) if !wait.is_zero() => Ok(Wrote::Later(wait)),
+        _ => Err(WriteCause::Progress),
+    }
+}
+
+/// The status an Application has now, as far as this process knows: the one it wrote last
+/// while the Application's store does not show it yet (see
+/// [`ApplyCache::last_written`](super::apply::ApplyCache::last_written)); else the status of
+/// the Application as its store holds it now, which may be newer than the one the reconcile
+/// started with (see [`Context::latest`]); else that one's.
+fn last_known<'a>(ctx: &Context, app: &'a Application) -> Option<Cow<'a, ApplicationStatus>> {
+    let uid = app.uid().unwrap_or_default();
+    let stored = app.metadata.resource_version.as_deref();
+    if let Some(written) = ctx.applied.last_written(&uid, stored) {
+        return Some(Cow::Owned(written));
+    }
+    if let Some(latest) = ctx.latest(app)
+        && latest.metadata.uid == app.metadata.uid
+        && latest.metadata.resource_version != app.metadata.resource_version
+    {
+        return latest.status.clone().map(Cow::Owned);
+    }
+    app.status.as_ref().map(Cow::Borrowed)
 }
 
 /// Write `status` if it differs from the Application's current one; progress alone at most
@@ -488,16 +550,20 @@ pub async fn write(
     let uid = app.uid().unwrap_or_default();
     // The stored status may carry no inventory (see `ApplyCache::absorb`): the rest is compared
     // as it is, the inventory with what the status is known to list.
-    if let Some(old) = &app.status {
-        let inventory = std::mem::take(&mut status.inventory);
-        let same_inventory = ctx.applied.lists(&uid, &old.inventory, &inventory);
-        let since_write = ctx.applied.status_written(&uid).map(|at| at.elapsed());
-        let wait = hold_back(old, &status, same_inventory, since_write);
-        status.inventory = inventory;
-        if let Some(wait) = wait {
-            return Ok(wait);
+    let cause = match last_known(ctx, app) {
+        None => WriteCause::New,
+        Some(old) => {
+            let inventory = std::mem::take(&mut status.inventory);
+            let same_inventory = ctx.applied.lists(&uid, &old.inventory, &inventory);
+            let since_write = ctx.applied.status_written(&uid).map(|at| at.elapsed());
+            let decided = hold_back(&old, &status, same_inventory, since_write);
+            status.inventory = inventory;
+            match decided {
+                Ok(wait) => return Ok(wait),
+                Err(cause) => cause,
+            }
         }
-    }
+    };
     let api: Api<Application> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     let patch = serde_json::json!({
@@ -505,15 +571,18 @@ pub async fn write(
         "kind": Application::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &app.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::Status { source: e.into() })?;
-    ctx.applied.wrote(&uid, &status.inventory);
-    ctx.metrics.status_writes.inc();
+    let answer = api
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| Error::Status { source: e.into() })?;
+    let inventory = std::mem::take(&mut status.inventory);
+    let revision = answer.metadata.resource_version.as_deref();
+    ctx.applied.wrote(&uid, &inventory, status, revision);
+    ctx.metrics.count_status_write(cause);
     Ok(Wrote::Written)
 }
 
@@ -553,21 +622,33 @@ mod tests {
         let just = Some(Duration::from_millis(500));
         let long_ago = Some(PROGRESS_INTERVAL);
 
-        assert_eq!(hold_back(&old, &old, true, just), Some(Wrote::Unchanged));
+        assert_eq!(hold_back(&old, &old, true, just), Ok(Wrote::Unchanged));
         assert_eq!(
             hold_back(&old, &progress, true, just),
-            Some(Wrote::Later(PROGRESS_INTERVAL - Duration::from_millis(500)))
+            Ok(Wrote::Later(PROGRESS_INTERVAL - Duration::from_millis(500)))
         );
         // Written once the interval is over, or when this process has not written it yet.
-        assert_eq!(hold_back(&old, &progress, true, long_ago), None);
-        assert_eq!(hold_back(&old, &progress, true, None), None);
+        assert_eq!(
+            hold_back(&old, &progress, true, long_ago),
+            Err(WriteCause::Progress)
+        );
+        assert_eq!(
+            hold_back(&old, &progress, true, None),
+            Err(WriteCause::Progress)
+        );
         // A new inventory, a new generation or a condition that turns: at once.
-        assert_eq!(hold_back(&old, &old, false, just), None);
+        assert_eq!(
+            hold_back(&old, &old, false, just),
+            Err(WriteCause::Inventory)
+        );
         let next_generation = ApplicationStatus {
             observed_generation: Some(2),
             ..progress.clone()
         };
-        assert_eq!(hold_back(&old, &next_generation, true, just), None);
+        assert_eq!(
+            hold_back(&old, &next_generation, true, just),
+            Err(WriteCause::Conditions)
+        );
         let ready = ApplicationStatus {
             conditions: vec![
                 condition(
@@ -585,7 +666,10 @@ mod tests {
             ],
             ..progress.clone()
         };
-        assert_eq!(hold_back(&old, &ready, true, just), None);
+        assert_eq!(
+            hold_back(&old, &ready, true, just),
+            Err(WriteCause::Conditions)
+        );
         let stuck = ApplicationStatus {
             conditions: vec![
                 condition(READY, "False", WORKLOAD_NOT_READY, "waiting for api"),
@@ -593,6 +677,9 @@ mod tests {
             ],
             ..progress
         };
-        assert_eq!(hold_back(&old, &stuck, true, just), None);
+        assert_eq!(
+            hold_back(&old, &stuck, true, just),
+            Err(WriteCause::Conditions)
+        );
     }
 }

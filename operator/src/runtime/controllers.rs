@@ -190,6 +190,7 @@ async fn run_started(
         apps.push(watched);
     }
     let stores: Vec<Store<Application>> = apps.iter().map(|a| a.store.clone()).collect();
+    ctx.set_application_stores(stores.clone());
     tasks.spawn(sweep(ctx, stores));
     // Readiness is reported while the controllers run, and no longer once they end.
     let reporting = async {

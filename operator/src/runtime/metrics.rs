@@ -1,8 +1,8 @@
 //! The operator's Prometheus metrics, served on the admin port's `/metrics`.
 
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::AtomicI64;
 
-use crate::controller::error::ErrorCategory;
+use crate::controller::{error::ErrorCategory, status::WriteCause};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -42,6 +42,13 @@ pub struct BuildLabel {
     pub version: &'static str,
 }
 
+/// Label: why an Application's status was written.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// `new`, `inventory`, `conditions` or `progress` (see `controller::status::WriteCause`).
+    pub cause: &'static str,
+}
+
 /// Values of the `result` label.
 pub const RESULTS: [&str; 3] = ["success", "invalid_spec", "error"];
 /// Every metric the operator exports.
@@ -62,8 +69,9 @@ pub struct Metrics {
     pub drift_repairs: Family<KindLabel, Counter>,
     /// `keelson_leader`: 1 while this replica holds the lease (or runs without election).
     pub leader: Gauge<i64, AtomicI64>,
-    /// `keelson_status_writes_total`: Application status updates.
-    pub status_writes: Counter<u64, AtomicU64>,
+    /// `keelson_status_writes_total{cause}`: Application status updates, by why each was
+    /// written (see `controller::status::WriteCause`).
+    pub status_writes: Family<CauseLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,7 +113,11 @@ impl Metrics {
                 "Child objects restored after someone else changed or deleted them, by kind",
             ),
             leader: add(&mut r, "leader", "1 while this replica is the leader"),
-            status_writes: add(&mut r, "status_writes", "Application status updates"),
+            status_writes: add(
+                &mut r,
+                "status_writes",
+                "Application status updates, by cause: new, inventory, conditions or progress",
+            ),
             registry: Registry::default(),
         };
         let mut registry = r;
@@ -125,6 +137,11 @@ impl Metrics {
                 category: category.as_str(),
             });
         }
+        for cause in WriteCause::ALL {
+            let _ = m.status_writes.get_or_create(&CauseLabel {
+                cause: cause.as_str(),
+            });
+        }
         for kind in crate::kinds::all().into_iter().map(|k| k.kind) {
             let _ = m.applied.get_or_create(&KindLabel { kind });
             let _ = m.pruned.get_or_create(&KindLabel { kind });
@@ -137,6 +154,14 @@ impl Metrics {
     pub fn count_error(&self, category: ErrorCategory) {
         let category = category.as_str();
         self.errors.get_or_create(&CategoryLabel { category }).inc();
+    }
+
+    /// Count one status write, and why it was written.
+    pub fn count_status_write(&self, cause: WriteCause) {
+        let cause = cause.as_str();
+        self.status_writes
+            .get_or_create(&CauseLabel { cause })
+            .inc();
     }
 
     /// The metrics in the Prometheus text format.

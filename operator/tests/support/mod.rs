@@ -81,8 +81,10 @@ async fn api_server(
                 )
             }
             "PATCH" if path.ends_with("/status") => {
+                // A write moves the resourceVersion, as every write does.
                 let mut a = app.clone();
                 a["status"] = body["status"].clone();
+                a["metadata"]["resourceVersion"] = json!("101");
                 (StatusCode::OK, a)
             }
             "PATCH" => (StatusCode::OK, stored(body)),

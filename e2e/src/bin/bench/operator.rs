@@ -19,12 +19,19 @@ use serde::Serialize;
 
 use crate::measurement::{cpu_seconds, status_field};
 
+/// The values of the `cause` label of `keelson_status_writes_total`, in the order of
+/// `OpMetrics::status_writes_by_cause`.
+pub const STATUS_WRITE_CAUSES: [&str; 4] = ["new", "inventory", "conditions", "progress"];
+
 /// The operator's counters the benchmark reads, each summed over its label sets.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct OpMetrics {
     pub reconciles: f64,
     pub reconcile_errors: f64,
     pub status_writes: f64,
+    /// Status writes by cause (`keelson_status_writes_total{cause}`): new, inventory,
+    /// conditions, progress.
+    pub status_writes_by_cause: [f64; 4],
     pub children_applied: f64,
     pub drift_repairs: f64,
     pub reconcile_seconds_sum: f64,
@@ -49,10 +56,27 @@ impl OpMetrics {
                 })
                 .sum()
         };
+        let cause = |value: &str| -> f64 {
+            scrape
+                .samples
+                .iter()
+                .filter(|s| {
+                    s.metric == "keelson_status_writes_total"
+                        && s.labels.get("cause") == Some(value)
+                })
+                .filter_map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => {
+                        Some(v)
+                    }
+                    _ => None,
+                })
+                .sum()
+        };
         Ok(OpMetrics {
             reconciles: sum("keelson_reconciles_total"),
             reconcile_errors: sum("keelson_reconcile_errors_total"),
             status_writes: sum("keelson_status_writes_total"),
+            status_writes_by_cause: STATUS_WRITE_CAUSES.map(cause),
             children_applied: sum("keelson_children_applied_total"),
             drift_repairs: sum("keelson_drift_repairs_total"),
             // A histogram's sum and count are plain samples of their own names.
@@ -67,6 +91,9 @@ impl OpMetrics {
             reconciles: self.reconciles - before.reconciles,
             reconcile_errors: self.reconcile_errors - before.reconcile_errors,
             status_writes: self.status_writes - before.status_writes,
+            status_writes_by_cause: std::array::from_fn(|i| {
+                self.status_writes_by_cause[i] - before.status_writes_by_cause[i]
+            }),
             children_applied: self.children_applied - before.children_applied,
             drift_repairs: self.drift_repairs - before.drift_repairs,
             reconcile_seconds_sum: self.reconcile_seconds_sum - before.reconcile_seconds_sum,
@@ -309,7 +336,12 @@ keelson_reconcile_duration_seconds_bucket{le="+Inf"} 123
     /// The names the benchmark reads are the ones the operator exports.
     #[test]
     fn the_operators_own_exposition_is_read() {
-        use keelson::runtime::metrics::{KindLabel, Metrics, ResultLabel};
+        use keelson::{
+            controller::status::WriteCause,
+            runtime::metrics::{KindLabel, Metrics, ResultLabel},
+        };
+        let labels: Vec<&str> = WriteCause::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels, STATUS_WRITE_CAUSES);
         let m = Metrics::new();
         m.reconciles
             .get_or_create(&ResultLabel { result: "success" })
@@ -323,14 +355,17 @@ keelson_reconcile_duration_seconds_bucket{le="+Inf"} 123
         m.applied
             .get_or_create(&KindLabel { kind: "Service" })
             .inc_by(5);
-        m.status_writes.inc();
+        m.count_status_write(WriteCause::New);
+        m.count_status_write(WriteCause::Progress);
+        m.count_status_write(WriteCause::Progress);
         m.duration.observe(0.25);
         m.duration.observe(0.5);
         let read = OpMetrics::parse(&m.encode()).unwrap();
         assert_eq!(read.reconciles, 4.0);
         assert_eq!(read.drift_repairs, 2.0);
         assert_eq!(read.children_applied, 5.0);
-        assert_eq!(read.status_writes, 1.0);
+        assert_eq!(read.status_writes, 3.0);
+        assert_eq!(read.status_writes_by_cause, [1.0, 0.0, 0.0, 2.0]);
         assert_eq!(read.reconcile_seconds_sum, 0.75);
         assert_eq!(read.reconcile_seconds_count, 2.0);
     }

@@ -596,6 +596,18 @@ fn converge_rows() -> Vec<Row> {
             "",
         ),
         (
+            "  status writes: new / inventory / conditions / progress",
+            Box::new(|r: &Run| {
+                r.converge.as_ref().map_or("-".into(), |c| {
+                    c.operator
+                        .status_writes_by_cause
+                        .map(|v| format!("{v:.0}"))
+                        .join(" / ")
+                })
+            }),
+            "",
+        ),
+        (
             "  mean reconcile (ms)",
             Box::new(|r: &Run| {
                 fmt_opt(
