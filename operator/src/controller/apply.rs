@@ -270,10 +270,11 @@ impl ApplyCache {
             match apps.get_mut(uid) {
                 Some(r) if r.unseen.is_some() => {
                     let seen = r.unseen.as_ref().map(|u| Some(u.revision)) == Some(revision);
-                    if seen {
+                    let earlier = !seen && !r.unseen_expired();
+                    if !earlier {
                         r.unseen = None;
                     }
-                    !seen && !r.unseen_expired()
+                    earlier
                 }
                 _ => false,
             }
@@ -722,6 +723,15 @@ mod tests {
         cache.lock().get_mut("u1").unwrap().status_written =
             Some(std::time::Instant::now() - UNSEEN_FOR);
         assert_eq!(cache.last_written("u1", Some("9")), None);
+        // ... and past it, whatever the watch delivers is what the status lists.
+        cache.wrote("u1", &listed, written.clone(), Some("12"));
+        cache.lock().get_mut("u1").unwrap().status_written =
+            Some(std::time::Instant::now() - UNSEEN_FOR);
+        let mut relisted = app_listing(vec![entry("shop-api", "0000000000000002")]);
+        relisted.metadata.resource_version = Some("13".into());
+        cache.absorb(&mut relisted);
+        assert!(cache.lists("u1", &[], &[entry("shop-api", "0000000000000002")]));
+        assert!(cache.lock().get("u1").unwrap().unseen.is_none());
         // Nothing is remembered of an Application this process never wrote.
         assert_eq!(cache.last_written("u2", Some("1")), None);
     }
