@@ -205,8 +205,10 @@ fn validate_spec(ctx: &Context, app: &Application) -> Result<Model, InvalidSpec>
 /// An invalid spec: status and a Warning Event say why; nothing is applied or pruned.
 async fn report_invalid(ctx: &Context, app: &Application, invalid: &InvalidSpec) -> Result<()> {
     ctx.metrics.count_error(ErrorCategory::InvalidSpec);
-    let st = status::compute(ctx, app, &status::Outcome::Invalid(invalid), status::now());
-    if status::write(ctx, app, st).await?.written() {
+    let old = status::last_known(ctx, app);
+    let outcome = status::Outcome::Invalid(invalid);
+    let st = status::compute(ctx, app, old.as_deref(), &outcome, status::now());
+    if status::write(ctx, app, old.as_deref(), st).await?.written() {
         let note = format!("nothing was changed: {invalid}");
         events::warn(ctx, app, status::INVALID_SPEC, "Validate", note).await;
     }
@@ -283,9 +285,11 @@ async fn report(
             error,
         },
     };
-    let st = status::compute(ctx, app, &outcome, status::now());
+    let old = status::last_known(ctx, app);
+    let st = status::compute(ctx, app, old.as_deref(), &outcome, status::now());
     let announce = events::announce(ctx, app, &applied.report, &pruned.pruned);
-    let ((), wrote) = futures::join!(announce, status::write(ctx, app, st));
+    let written = status::write(ctx, app, old.as_deref(), st);
+    let ((), wrote) = futures::join!(announce, written);
     if matches!(wrote, Ok(status::Wrote::Written)) {
         // Once per change of status, not every pass.
         for h in held {

@@ -103,16 +103,15 @@ pub fn now() -> Time {
     Time(Timestamp::from_second(secs).expect("now is a valid timestamp"))
 }
 
-/// Compute the status an Application should have.
+/// Compute the status an Application should have; `old` is its status now ([`last_known`]).
 pub fn compute(
     ctx: &Context,
     app: &Application,
+    old: Option<&ApplicationStatus>,
     outcome: &Outcome<'_>,
     now: Time,
 ) -> ApplicationStatus {
-    let old = last_known(ctx, app)
-        .map(Cow::into_owned)
-        .unwrap_or_default();
+    let old = old.cloned().unwrap_or_default();
     let mut c = Conditions {
         old: &old.conditions,
         generation: app.metadata.generation,
@@ -525,7 +524,7 @@ fn hold_back(
 /// [`ApplyCache::last_written`](super::apply::ApplyCache::last_written)); else the status of
 /// the Application as its store holds it now, which may be newer than the one the reconcile
 /// started with (see [`Context::latest`]); else that one's.
-fn last_known<'a>(ctx: &Context, app: &'a Application) -> Option<Cow<'a, ApplicationStatus>> {
+pub fn last_known<'a>(ctx: &Context, app: &'a Application) -> Option<Cow<'a, ApplicationStatus>> {
     let uid = app.uid().unwrap_or_default();
     let stored = app.metadata.resource_version.as_deref();
     if let Some(written) = ctx.applied.last_written(&uid, stored) {
@@ -540,23 +539,24 @@ fn last_known<'a>(ctx: &Context, app: &'a Application) -> Option<Cow<'a, Applica
     app.status.as_ref().map(Cow::Borrowed)
 }
 
-/// Write `status` if it differs from the Application's current one; progress alone at most
-/// once every [`PROGRESS_INTERVAL`].
+/// Write `status` if it differs from `old`, the Application's current one ([`last_known`]);
+/// progress alone at most once every [`PROGRESS_INTERVAL`].
 pub async fn write(
     ctx: &Context,
     app: &Application,
+    old: Option<&ApplicationStatus>,
     mut status: ApplicationStatus,
 ) -> Result<Wrote> {
     let uid = app.uid().unwrap_or_default();
     // The stored status may carry no inventory (see `ApplyCache::absorb`): the rest is compared
     // as it is, the inventory with what the status is known to list.
-    let cause = match last_known(ctx, app) {
+    let cause = match old {
         None => WriteCause::New,
         Some(old) => {
             let inventory = std::mem::take(&mut status.inventory);
             let same_inventory = ctx.applied.lists(&uid, &old.inventory, &inventory);
             let since_write = ctx.applied.status_written(&uid).map(|at| at.elapsed());
-            let decided = hold_back(&old, &status, same_inventory, since_write);
+            let decided = hold_back(old, &status, same_inventory, since_write);
             status.inventory = inventory;
             match decided {
                 Ok(wait) => return Ok(wait),
